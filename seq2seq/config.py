@@ -1,0 +1,156 @@
+"""Validated configuration: one pydantic model per YAML section, loaded with `--set` overrides."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from seq2seq.errors import UserError
+
+
+class Section(BaseModel):
+    # Misspelt keys are errors, never silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """Where the parallel text lives and how training pairs are cleaned."""
+
+    src_lang: str = Field(min_length=1)
+    tgt_lang: str = Field(min_length=1)
+    train: str = Field(description="corpus prefix (PREFIX.SRC[.gz] + PREFIX.TGT[.gz]) or a .tsv[.gz] file")
+    valid: str
+    max_pairs: Optional[int] = Field(default=None, gt=0, description="use only the first N training pairs")
+    max_valid_pairs: Optional[int] = Field(default=None, gt=0)
+    max_length: int = Field(default=80, gt=0, description="longest sentence kept, in subword pieces")
+    max_length_ratio: float = Field(default=3.0, ge=1.0, description="longest/shortest side ratio kept")
+
+
+class TokenizerConfig(Section):
+    type: Literal["unigram", "bpe"] = "unigram"
+    joint: bool = False
+    vocab_size: int = Field(default=8000, ge=16)
+    character_coverage: float = Field(default=1.0, gt=0.9, le=1.0)
+
+
+class ModelConfig(Section):
+    rnn: Literal["lstm", "gru"] = "lstm"
+    embedding_size: int = Field(default=256, gt=0)
+    encoder_hidden: int = Field(default=256, gt=0, description="per direction")
+    encoder_layers: int = Field(default=1, gt=0)
+    bidirectional: bool = True
+    decoder_hidden: int = Field(default=512, gt=0)
+    decoder_layers: int = Field(default=1, gt=0)
+    attention: Literal["bahdanau", "dot", "general"] = "bahdanau"
+    dropout: float = Field(default=0.3, ge=0.0, lt=1.0)
+    tie_embeddings: bool = True
+    init_range: float = Field(default=0.0, ge=0.0, description="uniform init range for all weights; 0 keeps torch defaults (learns faster here)")
+
+    @property
+    def encoder_output_size(self) -> int:
+        return self.encoder_hidden * (2 if self.bidirectional else 1)
+
+    @model_validator(mode="after")
+    def _check_dot_attention(self) -> "ModelConfig":
+        if self.attention == "dot" and self.encoder_output_size != self.decoder_hidden:
+            raise ValueError(
+                f"dot attention needs encoder output size ({self.encoder_output_size}) "
+                f"== decoder_hidden ({self.decoder_hidden}); use 'general' or 'bahdanau'"
+            )
+        return self
+
+
+class EarlyStoppingConfig(Section):
+    metric: Literal["bleu", "loss"] = "bleu"
+    patience: int = Field(default=8, gt=0, description="validations without improvement before stopping")
+
+
+class TrainConfig(Section):
+    batch_tokens: int = Field(default=3000, gt=0, description="target tokens per batch (padding included)")
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    clip_norm: float = Field(default=5.0, gt=0)
+    label_smoothing: float = Field(default=0.1, ge=0, lt=1)
+    scheduled_sampling: float = Field(default=0.0, ge=0, le=1, description="probability of feeding the model's own prediction")
+    warmup_steps: int = Field(default=0, ge=0)
+    schedule: Literal["constant", "plateau", "decay"] = "plateau"
+    decay_factor: float = Field(default=0.5, gt=0, le=1, description="lr multiplier for plateau and decay")
+    plateau_patience: int = Field(default=2, ge=0, description="validations without improvement before lowering lr")
+    decay_every: int = Field(default=5000, gt=0, description="steps between decays (schedule: decay)")
+    min_lr: float = Field(default=1e-5, ge=0)
+    max_steps: Optional[int] = Field(default=None, gt=0)
+    max_epochs: Optional[int] = Field(default=None, gt=0)
+    max_minutes: Optional[float] = Field(default=None, gt=0, description="wall-clock budget for training")
+    valid_every: int = Field(default=500, gt=0)
+    save_every: Optional[int] = Field(default=None, gt=0, description="steps between last.pt saves; default valid_every")
+    keep_last: int = Field(default=2, ge=1)
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    valid_max_length_ratio: float = Field(default=1.5, gt=0)
+    amp: bool = Field(default=True, description="mixed precision on CUDA (ignored on CPU)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Optional[int] = Field(default=None, gt=0, description="CPU threads; default all cores")
+
+    @model_validator(mode="after")
+    def _check_stop(self) -> "TrainConfig":
+        if self.max_steps is None and self.max_epochs is None and self.max_minutes is None:
+            raise ValueError("set at least one of max_steps, max_epochs, max_minutes")
+        return self
+
+
+class Config(Section):
+    name: str = "model"
+    run_dir: str = "runs/model"
+    seed: int = 1
+    data: DataConfig
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `section.key=value` override to a raw config dict (value parsed as YAML)."""
+    if "=" not in assignment:
+        raise UserError(f"--set expects section.key=value, got {assignment!r}")
+    dotted, value = assignment.split("=", 1)
+    keys = dotted.strip().split(".")
+    node = raw
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise UserError(f"--set {dotted}: {key!r} is not a section")
+    node[keys[-1]] = yaml.safe_load(value) if value.strip() else None
+
+
+def format_validation_error(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "config"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)
+
+
+def config_from_dict(raw: Any) -> Config:
+    if not isinstance(raw, dict):
+        raise UserError("config must be a YAML mapping of sections")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(f"invalid config: {format_validation_error(err)}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config, apply `section.key=value` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"config {path} is not valid YAML: {err}".splitlines()[0]) from None
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return config_from_dict(raw)

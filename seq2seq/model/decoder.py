@@ -1,0 +1,150 @@
+"""Target side: the bridge from the encoder's final state, and an attention decoder with input feeding.
+
+The decoder runs one token at a time (input feeding makes each step depend on the previous one), so the
+work that does not depend on the previous step is hoisted out of the loop: the embedding part of the
+first layer's input projection is computed for the whole sequence at once, the attention keys once per
+sentence, and the output layer once over all steps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import torch
+from torch import nn
+
+from seq2seq.data import PAD
+from seq2seq.model.attention import Attention
+
+
+class RecurrentCell(nn.Module):
+    """One LSTM or GRU layer, stepped once per token on an input that is already projected to gates."""
+
+    def __init__(self, kind: str, input_size: int, hidden_size: int):
+        super().__init__()
+        self.kind, self.hidden_size = kind, hidden_size
+        num_gates = 4 if kind == "lstm" else 3
+        self.input_proj = nn.Linear(input_size, num_gates * hidden_size)
+        self.hidden_proj = nn.Linear(hidden_size, num_gates * hidden_size, bias=kind == "gru")
+
+    def step(self, gates_in: torch.Tensor, h: torch.Tensor, c: Optional[torch.Tensor]):
+        """gates_in: (B, G·H) projected input, h, c: (B, H) → new (h, c); c is None for a GRU."""
+        hidden_gates = self.hidden_proj(h)
+        H = self.hidden_size
+        if self.kind == "lstm":
+            gates = gates_in + hidden_gates
+            sig = torch.sigmoid(gates[:, : 3 * H])  # input, forget, output gates in one kernel
+            c = sig[:, H : 2 * H] * c + sig[:, :H] * torch.tanh(gates[:, 3 * H :])
+            return sig[:, 2 * H : 3 * H] * torch.tanh(c), c
+        rz = torch.sigmoid(gates_in[:, : 2 * H] + hidden_gates[:, : 2 * H])
+        r, z = rz[:, :H], rz[:, H:]
+        n = torch.tanh(gates_in[:, 2 * H :] + r * hidden_gates[:, 2 * H :])
+        return n + z * (h - n), None
+
+
+class Bridge(nn.Module):
+    """Maps the encoder's final states (all layers and directions) to the decoder's initial state per layer."""
+
+    def __init__(self, encoder_state_size: int, decoder_layers: int, decoder_hidden: int, has_cell: bool):
+        super().__init__()
+        self.decoder_layers, self.decoder_hidden = decoder_layers, decoder_hidden
+        self.h_proj = nn.Linear(encoder_state_size, decoder_layers * decoder_hidden)
+        self.c_proj = nn.Linear(encoder_state_size, decoder_layers * decoder_hidden) if has_cell else None
+
+    def _map(self, proj: nn.Linear, state: torch.Tensor) -> list[torch.Tensor]:
+        flat = state.transpose(0, 1).reshape(state.size(1), -1)  # (L·dirs, B, H) → (B, L·dirs·H)
+        mapped = torch.tanh(proj(flat)).view(-1, self.decoder_layers, self.decoder_hidden)
+        return list(mapped.unbind(1))  # decoder_layers × (B, Hd)
+
+    def forward(self, final):
+        if self.c_proj is None:
+            return self._map(self.h_proj, final), None
+        h, c = final
+        return self._map(self.h_proj, h), self._map(self.c_proj, c)
+
+
+@dataclass
+class DecoderState:
+    """Everything one decoding step needs. Tensors are (B, ...) so beam search can reorder them with `select`."""
+
+    h: list[torch.Tensor]  # per layer (B, H)
+    c: Optional[list[torch.Tensor]]  # per layer (B, H), None for a GRU
+    feed: torch.Tensor  # (B, O) the previous attentional vector (input feeding)
+    memory: torch.Tensor  # (B, S, D) encoder outputs
+    keys: torch.Tensor  # attention keys prepared from memory
+    mask: torch.Tensor  # (B, S) true on real source tokens
+
+    def select(self, index: torch.Tensor) -> "DecoderState":
+        """Rows of every tensor at `index` (B',): expands or reorders the batch."""
+        pick = lambda t: t.index_select(0, index)  # noqa: E731
+        return DecoderState(
+            h=[pick(t) for t in self.h],
+            c=None if self.c is None else [pick(t) for t in self.c],
+            feed=pick(self.feed), memory=pick(self.memory), keys=pick(self.keys), mask=pick(self.mask),
+        )
+
+
+class Decoder(nn.Module):
+    def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
+                 output_size: int, memory_size: int, attention: Attention, dropout: float, rnn: str):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
+        self.dropout = nn.Dropout(dropout)
+        self.cells = nn.ModuleList(
+            [RecurrentCell(rnn, embedding_size if i == 0 else hidden_size, hidden_size) for i in range(num_layers)]
+        )
+        num_gates = 4 if rnn == "lstm" else 3
+        self.feed_proj = nn.Linear(output_size, num_gates * hidden_size, bias=False)
+        self.attention = attention
+        self.combine = nn.Linear(hidden_size + memory_size, output_size)
+        self.output_size = output_size
+        self.generator = nn.Linear(output_size, vocab_size)
+
+    def init_state(self, memory: torch.Tensor, mask: torch.Tensor, h: list[torch.Tensor], c) -> DecoderState:
+        feed = memory.new_zeros(memory.size(0), self.output_size)
+        return DecoderState(h, c, feed, memory, self.attention.prepare_keys(memory), mask)
+
+    def _step(self, first_gates: torch.Tensor, state: DecoderState):
+        """first_gates: (B, G·H) the embedding part of layer 0's input → attentional output (B, O), weights (B, S), state."""
+        x = first_gates + self.feed_proj(state.feed)
+        new_h, new_c = [], []
+        for layer, cell in enumerate(self.cells):
+            if layer > 0:
+                x = cell.input_proj(self.dropout(new_h[-1]))
+            h, c = cell.step(x, state.h[layer], None if state.c is None else state.c[layer])
+            new_h.append(h)
+            new_c.append(c)
+        context, weights = self.attention(new_h[-1], state.keys, state.memory, state.mask)
+        output = self.dropout(torch.tanh(self.combine(torch.cat([new_h[-1], context], dim=-1))))
+        state = replace(state, h=new_h, c=None if state.c is None else new_c, feed=output)
+        return output, weights, state
+
+    def step(self, tokens: torch.Tensor, state: DecoderState):
+        """One decoding step. tokens: (B,) previous ids → log-probabilities (B, V), attention (B, S), new state."""
+        first_gates = self.cells[0].input_proj(self.dropout(self.embedding(tokens)))
+        output, weights, state = self._step(first_gates, state)
+        return torch.log_softmax(self.generator(output).float(), dim=-1), weights, state
+
+    def forward(self, tgt_in: torch.Tensor, state: DecoderState, sampling_prob: float = 0.0) -> torch.Tensor:
+        """Teacher-forced decoding. tgt_in: (B, T) → logits (B, T, V).
+
+        With `sampling_prob` > 0 (scheduled sampling), each sentence's next input is, with that
+        probability, the model's own greedy prediction instead of the reference token.
+        """
+        embedded = self.dropout(self.embedding(tgt_in))  # (B, T, E)
+        first_gates = self.cells[0].input_proj(embedded)  # (B, T, G·H), once for all steps
+        outputs = []
+        for t in range(tgt_in.size(1)):
+            gates_t = first_gates[:, t]
+            if sampling_prob > 0 and t > 0:
+                gates_t = self._maybe_sample(gates_t, outputs[-1], sampling_prob)
+            output, _, state = self._step(gates_t, state)
+            outputs.append(output)
+        return self.generator(torch.stack(outputs, dim=1))  # (B, T, V)
+
+    def _maybe_sample(self, gates_t: torch.Tensor, prev_output: torch.Tensor, prob: float) -> torch.Tensor:
+        with torch.no_grad():
+            predicted = self.generator(prev_output).argmax(-1)  # (B,)
+            use_prediction = torch.rand(predicted.size(0), device=predicted.device) < prob
+        sampled_gates = self.cells[0].input_proj(self.dropout(self.embedding(predicted)))
+        return torch.where(use_prediction.unsqueeze(1), sampled_gates, gates_t)

@@ -1,0 +1,32 @@
+"""Source side: embeddings and a (bi)directional, multi-layer LSTM or GRU over packed sequences."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seq2seq.data import PAD
+
+RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class Encoder(nn.Module):
+    def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
+                 bidirectional: bool, dropout: float, rnn: str):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = RNN_CLASSES[rnn](embedding_size, hidden_size, num_layers, batch_first=True,
+                                    bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+        self.output_size = hidden_size * (2 if bidirectional else 1)
+
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor):
+        """src: (B, S) ids, lengths: (B,) → outputs (B, S, D), final state.
+
+        The final state is h: (L * dirs, B, H), or the pair (h, c) for an LSTM.
+        """
+        embedded = self.dropout(self.embedding(src))  # (B, S, E)
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed_out, final = self.rnn(packed)
+        outputs, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src.size(1))
+        return self.dropout(outputs), final

@@ -1,0 +1,57 @@
+"""The encoder-decoder model and `build_model`, the one place where it is wired from the config."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seq2seq.config import ModelConfig
+from seq2seq.data import PAD
+from seq2seq.model.attention import build_attention
+from seq2seq.model.decoder import Bridge, Decoder, DecoderState
+from seq2seq.model.encoder import Encoder
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, encoder: Encoder, bridge: Bridge, decoder: Decoder):
+        super().__init__()
+        self.encoder, self.bridge, self.decoder = encoder, bridge, decoder
+
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> DecoderState:
+        """src: (B, S), src_lengths: (B,) → the decoder's initial state (memory, keys and mask included)."""
+        memory, final = self.encoder(src, src_lengths)
+        h, c = self.bridge(final)
+        return self.decoder.init_state(memory, src != PAD, h, c)
+
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
+                sampling_prob: float = 0.0) -> torch.Tensor:
+        """Teacher-forced logits (B, T, V)."""
+        return self.decoder(tgt_in, self.encode(src, src_lengths), sampling_prob)
+
+
+def _init_weights(model: nn.Module, init_range: float) -> None:
+    if init_range <= 0:
+        return
+    for name, param in model.named_parameters():
+        nn.init.uniform_(param, -init_range, init_range)
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+
+def build_model(config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+    """Wire encoder, bridge, attention and decoder from the model section of the config."""
+    encoder = Encoder(src_vocab_size, config.embedding_size, config.encoder_hidden, config.encoder_layers,
+                      config.bidirectional, config.dropout, config.rnn)
+    encoder_state_size = config.encoder_layers * config.encoder_output_size
+    bridge = Bridge(encoder_state_size, config.decoder_layers, config.decoder_hidden, has_cell=config.rnn == "lstm")
+    # Tied embeddings need the attentional vector in embedding space, since it feeds the output layer.
+    output_size = config.embedding_size if config.tie_embeddings else config.decoder_hidden
+    attention = build_attention(config.attention, config.decoder_hidden, encoder.output_size)
+    decoder = Decoder(tgt_vocab_size, config.embedding_size, config.decoder_hidden, config.decoder_layers,
+                      output_size, encoder.output_size, attention, config.dropout, config.rnn)
+    model = Seq2Seq(encoder, bridge, decoder)
+    _init_weights(model, config.init_range)
+    if config.tie_embeddings:
+        decoder.generator.weight = decoder.embedding.weight
+    return model

@@ -1,0 +1,318 @@
+"""Training: data preparation, the step (teacher forcing, label smoothing, clipping), validation,
+early stopping, checkpoints and exact resume."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import sacrebleu
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from seq2seq.checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
+from seq2seq.config import Config
+from seq2seq.data import PAD, ParallelDataset, clean_pairs, keep_pair, read_parallel
+from seq2seq.errors import UserError
+from seq2seq.model import Seq2Seq, build_model
+from seq2seq.plot import plot_learning_curve
+from seq2seq.schedule import LRSchedule
+from seq2seq.tokenizer import Tokenizer, train_tokenizers
+from seq2seq.translate import resolve_device, translate_texts
+
+log = logging.getLogger("seq2seq.train")
+
+
+@dataclass
+class PreparedData:
+    train: ParallelDataset
+    valid: ParallelDataset
+    valid_src: list[str]
+    valid_ref: list[str]
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+
+
+def prepare_data(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer]] = None) -> PreparedData:
+    """Read, clean, tokenize (training SentencePiece unless given) and length-filter the corpora."""
+    d = config.data
+    src, tgt = clean_pairs(*read_parallel(d.train, d.src_lang, d.tgt_lang))
+    if d.max_pairs:
+        src, tgt = src[: d.max_pairs], tgt[: d.max_pairs]
+    if not src:
+        raise UserError(f"no training pairs left in {d.train} after cleaning")
+    src_tok, tgt_tok = tokenizers or train_tokenizers(src, tgt, config.tokenizer)
+    src_ids, tgt_ids = src_tok.encode_batch(src), tgt_tok.encode_batch(tgt)
+    kept = [i for i in range(len(src_ids)) if keep_pair(len(src_ids[i]), len(tgt_ids[i]), d.max_length, d.max_length_ratio)]
+    log.info("training pairs: %d read, %d kept after length filtering", len(src_ids), len(kept))
+    train = ParallelDataset([src_ids[i] for i in kept], [tgt_ids[i] for i in kept], config.train.batch_tokens, config.seed)
+
+    valid_src, valid_ref = clean_pairs(*read_parallel(d.valid, d.src_lang, d.tgt_lang))
+    if d.max_valid_pairs:
+        valid_src, valid_ref = valid_src[: d.max_valid_pairs], valid_ref[: d.max_valid_pairs]
+    if not valid_src:
+        raise UserError(f"no validation pairs in {d.valid}")
+    limit = 4 * d.max_length
+    valid = ParallelDataset([s[:limit] for s in src_tok.encode_batch(valid_src)],
+                            [t[:limit] for t in tgt_tok.encode_batch(valid_ref)], config.train.batch_tokens, config.seed)
+    return PreparedData(train, valid, valid_src, valid_ref, src_tok, tgt_tok)
+
+
+@dataclass
+class Progress:
+    """Counters that, with the model, optimizer, schedule and RNG, make a run resumable exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    elapsed_seconds: float = 0.0
+    best_score: Optional[float] = None  # higher is better (negated loss when stopping on loss)
+    best_step: int = 0
+    stalled_validations: int = 0
+    loss_sum: float = 0.0  # training loss since the last validation
+    loss_tokens: int = 0
+    history: list = field(default_factory=list)
+
+
+def token_loss_sum(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Summed cross-entropy over non-padding target tokens. logits: (B, T, V), targets: (B, T)."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD,
+                           label_smoothing=label_smoothing, reduction="sum")
+
+
+@torch.no_grad()
+def validation_loss(model: Seq2Seq, data: ParallelDataset, device: torch.device) -> float:
+    """Mean negative log-likelihood per target token (no label smoothing)."""
+    model.eval()
+    total, tokens = 0.0, 0
+    for batch in data.ordered_batches():
+        batch = batch.to(device)
+        total += float(token_loss_sum(model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out))
+        tokens += batch.num_tgt_tokens
+    model.train()
+    return total / max(tokens, 1)
+
+
+class Trainer:
+    """Owns one run: model, optimizer, schedule and progress; `run()` trains until a stop condition."""
+
+    def __init__(self, config: Config, run_dir: Path, resume: bool = False):
+        self.config, self.run_dir = config, run_dir
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.device = resolve_device(config.train.device)
+        torch.set_num_threads(config.train.threads or os.cpu_count() or 1)
+        resume_payload = self._resume_payload() if resume else None
+        if resume_payload is None and (self.ckpt_dir / "last.pt").exists():
+            raise UserError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --run-dir")
+        tokenizers = None
+        if resume_payload:
+            tokenizers = (Tokenizer(resume_payload["tokenizers"]["source"]), Tokenizer(resume_payload["tokenizers"]["target"]))
+        self.data = prepare_data(config, tokenizers)
+        torch.manual_seed(config.seed)
+        self.model = build_model(config.model, self.data.src_tokenizer.vocab_size, self.data.tgt_tokenizer.vocab_size).to(self.device)
+        self.optimizer = self._make_optimizer()
+        self.schedule = LRSchedule(config.train)
+        self.progress = Progress()
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        if resume_payload:
+            self._restore(resume_payload)
+        log.info("model: %.2fM parameters on %s", sum(p.numel() for p in self.model.parameters()) / 1e6, self.device)
+
+    # --- set-up -----------------------------------------------------------------------------------
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        t = self.config.train
+        cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+        return cls(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+
+    def _amp_dtype(self) -> Optional[torch.dtype]:
+        if self.device.type != "cuda" or not self.config.train.amp:
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def _resume_payload(self) -> Optional[dict]:
+        path = self.ckpt_dir / "last.pt"
+        if not path.exists():
+            log.info("--resume: no checkpoint in %s yet, starting a new run", self.ckpt_dir)
+            return None
+        payload = read_checkpoint(path)
+        if payload.get("train_state") is None:
+            raise UserError(f"{path} has no training state to resume from")
+        for section in ("model", "tokenizer", "data"):
+            if payload["config"][section] != getattr(self.config, section).model_dump(mode="json"):
+                raise UserError(f"--resume: the '{section}' section differs from the checkpoint's; use a new --run-dir")
+        return payload
+
+    def _restore(self, payload: dict) -> None:
+        state = payload["train_state"]
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"]) if state.get("scaler") else None
+        self.progress = Progress(**state["progress"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if torch.cuda.is_available() and state["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        log.info("resumed at step %d (epoch %d, batch %d)", self.progress.step, self.progress.epoch, self.progress.batch_in_epoch)
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Train until max_steps / max_epochs / max_minutes or early stopping; return the last validation."""
+        t = self.config.train
+        p = self.progress
+        bar = tqdm(total=t.max_steps, initial=p.step, unit="step", dynamic_ncols=True,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0)  # sparse in log files
+        started, window_tokens, window_time = time.time() - p.elapsed_seconds, 0, 0.0
+        stop_reason = None
+        while stop_reason is None:
+            for index, batch in self.data.train.iterate(p.epoch, p.batch_in_epoch):
+                step_start = time.time()
+                loss_sum, tokens = self._train_step(batch)
+                p.step, p.batch_in_epoch = p.step + 1, index + 1
+                p.loss_sum, p.loss_tokens = p.loss_sum + loss_sum, p.loss_tokens + tokens
+                window_tokens, window_time = window_tokens + tokens, window_time + time.time() - step_start
+                p.elapsed_seconds = time.time() - started
+                bar.update(1)
+                bar.set_postfix(epoch=p.epoch + 1, loss=f"{loss_sum / tokens:.3f}", tok_s=f"{window_tokens / window_time:.0f}",
+                                refresh=False)
+                stop_reason = self._budget_exhausted()
+                if p.step % t.valid_every == 0 or stop_reason:
+                    stop_reason = self._validate(window_tokens / max(window_time, 1e-9)) or stop_reason
+                    window_tokens, window_time = 0, 0.0
+                elif p.step % (t.save_every or t.valid_every) == 0:
+                    self._save_last()
+                if stop_reason:
+                    break
+            else:
+                p.epoch, p.batch_in_epoch = p.epoch + 1, 0
+                if t.max_epochs and p.epoch >= t.max_epochs:
+                    stop_reason = f"reached max_epochs={t.max_epochs}"
+                    if not p.history or p.history[-1]["step"] != p.step:
+                        self._validate(window_tokens / max(window_time, 1e-9))
+        bar.close()
+        log.info("stopped: %s; best %s at step %d", stop_reason, self._best_text(), p.best_step)
+        return p.history[-1]
+
+    def _budget_exhausted(self) -> Optional[str]:
+        t, p = self.config.train, self.progress
+        if t.max_steps and p.step >= t.max_steps:
+            return f"reached max_steps={t.max_steps}"
+        if t.max_minutes and p.elapsed_seconds >= 60 * t.max_minutes:
+            return f"reached max_minutes={t.max_minutes}"
+        return None
+
+    def _train_step(self, batch) -> tuple[float, int]:
+        t = self.config.train
+        batch = batch.to(self.device)
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.schedule.lr(self.progress.step)
+        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+        with autocast:
+            logits = self.model(batch.src, batch.src_lengths, batch.tgt_in, t.scheduled_sampling)
+            loss_sum = token_loss_sum(logits, batch.tgt_out, t.label_smoothing)
+        tokens = batch.num_tgt_tokens
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_sum / tokens).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss_sum.detach()), tokens
+
+    # --- validation and checkpoints ----------------------------------------------------------------
+    def _validate(self, tokens_per_sec: float) -> Optional[str]:
+        """Validate, log, plot, checkpoint; return a reason to stop early, if any."""
+        p, t = self.progress, self.config.train
+        valid_loss = validation_loss(self.model, self.data.valid, self.device)
+        hyps = translate_texts(self.model, self.data.src_tokenizer, self.data.tgt_tokenizer, self.data.valid_src,
+                               device=self.device, max_length_ratio=t.valid_max_length_ratio)
+        bleu = sacrebleu.corpus_bleu([h.text for h in hyps], [self.data.valid_ref]).score
+        record = {
+            "step": p.step, "epoch": round(p.epoch + p.batch_in_epoch / max(1, len(self.data.train.epoch_batches(p.epoch))), 3),
+            "train_loss": p.loss_sum / max(p.loss_tokens, 1), "valid_loss": valid_loss,
+            "valid_ppl": math.exp(min(valid_loss, 50.0)), "bleu": bleu, "lr": self.schedule.lr(p.step),
+            "tokens_per_sec": round(tokens_per_sec, 1), "elapsed_sec": round(p.elapsed_seconds, 1),
+        }
+        p.loss_sum, p.loss_tokens = 0.0, 0
+        p.history.append(record)
+        score = bleu if t.early_stopping.metric == "bleu" else -valid_loss
+        self.schedule.on_validation(score)
+        improved = p.best_score is None or score > p.best_score
+        if improved:
+            p.best_score, p.best_step, p.stalled_validations = score, p.step, 0
+        else:
+            p.stalled_validations += 1
+        log.info("step %d epoch %.2f | train %.3f valid %.3f ppl %.2f BLEU %.2f | lr %.2e | %.0f tok/s%s",
+                 p.step, record["epoch"], record["train_loss"], valid_loss, record["valid_ppl"], bleu, record["lr"],
+                 tokens_per_sec, " | new best" if improved else "")
+        self._write_metrics(record)
+        self._save_last(step_copy=True)
+        if improved:
+            save_checkpoint(make_checkpoint(self.config, self.model, self.data.src_tokenizer, self.data.tgt_tokenizer,
+                                            metrics=record), self.ckpt_dir / "best.pt")
+        if p.stalled_validations >= t.early_stopping.patience:
+            return f"early stopping: {t.early_stopping.metric} did not improve for {p.stalled_validations} validations"
+        return None
+
+    def _write_metrics(self, record: dict) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        plot_learning_curve(self.progress.history, self.run_dir / "learning_curve.png")
+
+    def _train_state(self) -> dict:
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict(), "progress": asdict(self.progress), "rng": rng}
+
+    def _save_last(self, step_copy: bool = False) -> None:
+        """Save last.pt; at validations also step_N.pt, keeping the newest `keep_last` of those."""
+        payload = make_checkpoint(self.config, self.model, self.data.src_tokenizer, self.data.tgt_tokenizer,
+                                  self._train_state(), self.progress.history[-1] if self.progress.history else None)
+        save_checkpoint(payload, self.ckpt_dir / "last.pt")
+        if step_copy:
+            save_checkpoint(payload, self.ckpt_dir / f"step_{self.progress.step}.pt")
+            old = sorted(self.ckpt_dir.glob("step_*.pt"), key=lambda f: int(f.stem.split("_")[1]))
+            for stale in old[: -self.config.train.keep_last]:
+                stale.unlink()
+
+    def _best_text(self) -> str:
+        best = self.progress.best_score
+        if best is None:
+            return "n/a"
+        return f"BLEU {best:.2f}" if self.config.train.early_stopping.metric == "bleu" else f"valid loss {-best:.3f}"
+
+
+def setup_logging(run_dir: Path) -> None:
+    """Log to run_dir/train.log and to stderr (through tqdm, so the progress bar stays intact)."""
+    class TqdmHandler(logging.Handler):
+        def emit(self, record):
+            tqdm.write(self.format(record))
+
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log.handlers.clear()
+    for handler in (logging.FileHandler(run_dir / "train.log", encoding="utf-8"), TqdmHandler()):
+        handler.setFormatter(fmt)
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def train(config: Config, run_dir: Optional[str] = None, resume: bool = False) -> dict:
+    """Train a model as configured; returns the last validation record."""
+    path = Path(run_dir or config.run_dir)
+    setup_logging(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.yaml").write_text(json.dumps(config.model_dump(mode="json"), indent=2), encoding="utf-8")
+    return Trainer(config, path, resume).run()

@@ -1,0 +1,1 @@
+"""HTTP translation service (FastAPI); arrives with the service milestone."""
