@@ -1,0 +1,115 @@
+"""Shapes, masks and the wiring of every encoder/attention/decoder combination."""
+import pytest
+import torch
+
+from seq2seq.config import ModelConfig
+from seq2seq.data import PAD, collate
+from seq2seq.model import build_model
+from seq2seq.model.attention import build_attention
+from seq2seq.model.decoder import Bridge
+from seq2seq.train import token_loss_sum
+
+V_SRC, V_TGT = 50, 60
+
+
+def toy_batch():
+    return collate([[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]], [[7, 8, 9], [10, 11, 12, 13, 14, 15], [16]])
+
+
+def small_config(**changes) -> ModelConfig:
+    values = dict(embedding_size=16, encoder_hidden=12, decoder_hidden=20, dropout=0.0)
+    values.update(changes)
+    return ModelConfig(**values)
+
+
+@pytest.mark.parametrize("kind", ["bahdanau", "general", "dot"])
+def test_attention_sums_to_one_and_ignores_padding(kind):
+    torch.manual_seed(0)
+    attention = build_attention(kind, 8, 8)
+    memory = torch.randn(3, 5, 8)  # (B, S, D)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    context, weights = attention(torch.randn(3, 8), attention.prepare_keys(memory), memory, mask)
+    assert context.shape == (3, 8) and weights.shape == (3, 5)
+    assert torch.allclose(weights.sum(-1), torch.ones(3))
+    assert torch.all(weights[~mask] == 0)
+    # The context ignores whatever sits in padded positions.
+    noisy = memory.clone()
+    noisy[~mask] = 1e3
+    context2, _ = attention(torch.randn(3, 8).copy_(torch.zeros(3, 8)), attention.prepare_keys(noisy), noisy, mask)
+    context1, _ = attention(torch.zeros(3, 8), attention.prepare_keys(memory), memory, mask)
+    assert torch.allclose(context1, context2, atol=1e-5)
+
+
+def test_encoder_outputs_are_zero_on_padding():
+    model = build_model(small_config(), V_SRC, V_TGT).eval()
+    batch = toy_batch()
+    memory, (h, c) = model.encoder(batch.src, batch.src_lengths)
+    assert memory.shape == (3, batch.src.size(1), 24)  # (B, S, 2·H)
+    assert h.shape == c.shape == (2, 3, 12)  # (layers·dirs, B, H)
+    assert torch.all(memory[batch.src == PAD] == 0)
+
+
+@pytest.mark.parametrize("enc_layers, dec_layers, bidirectional, rnn", [
+    (1, 1, True, "lstm"), (2, 1, True, "lstm"), (1, 3, False, "lstm"), (2, 2, True, "gru"), (3, 1, False, "gru"),
+])
+def test_bridge_maps_any_layer_count(enc_layers, dec_layers, bidirectional, rnn):
+    config = small_config(encoder_layers=enc_layers, decoder_layers=dec_layers, bidirectional=bidirectional, rnn=rnn)
+    model = build_model(config, V_SRC, V_TGT)
+    batch = toy_batch()
+    state = model.encode(batch.src, batch.src_lengths)
+    assert len(state.h) == dec_layers and all(h.shape == (3, 20) for h in state.h)
+    assert (state.c is None) == (rnn == "gru")
+    assert state.mask.tolist() == (batch.src != PAD).tolist()
+
+
+def test_logit_shapes_and_tied_embeddings():
+    model = build_model(small_config(tie_embeddings=True), V_SRC, V_TGT)
+    batch = toy_batch()
+    logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+    assert logits.shape == (3, batch.tgt_in.size(1), V_TGT)
+    assert model.decoder.generator.weight is model.decoder.embedding.weight
+    untied = build_model(small_config(tie_embeddings=False), V_SRC, V_TGT)
+    assert untied.decoder.generator.weight is not untied.decoder.embedding.weight
+
+
+def test_padding_does_not_change_a_sentence_output():
+    """A sentence decodes the same alone and in a batch with longer, padded neighbours."""
+    torch.manual_seed(0)
+    model = build_model(small_config(), V_SRC, V_TGT).eval()
+    batch = toy_batch()
+    alone = collate([[10, 11]], [[10, 11, 12, 13, 14, 15]])
+    with torch.no_grad():
+        in_batch = model(batch.src, batch.src_lengths, batch.tgt_in)[1]
+        single = model(alone.src, alone.src_lengths, alone.tgt_in)[0]
+    assert torch.allclose(in_batch, single, atol=1e-5)
+
+
+@pytest.mark.parametrize("rnn", ["lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("attention", ["bahdanau", "general", "dot"])
+def test_every_combination_trains(rnn, bidirectional, attention):
+    torch.manual_seed(0)
+    enc_hidden = 10 if bidirectional else 20  # dot attention needs encoder output == decoder hidden
+    config = small_config(rnn=rnn, bidirectional=bidirectional, attention=attention, encoder_hidden=enc_hidden)
+    model = build_model(config, V_SRC, V_TGT)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    batch = toy_batch()
+    losses = []
+    for _ in range(15):
+        loss = token_loss_sum(model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out) / batch.num_tgt_tokens
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_scheduled_sampling_runs_and_changes_inputs():
+    torch.manual_seed(0)
+    model = build_model(small_config(), V_SRC, V_TGT).eval()
+    batch = toy_batch()
+    forced = model(batch.src, batch.src_lengths, batch.tgt_in, sampling_prob=0.0)
+    sampled = model(batch.src, batch.src_lengths, batch.tgt_in, sampling_prob=1.0)
+    assert sampled.shape == forced.shape
+    assert torch.allclose(sampled[:, 0], forced[:, 0])  # the first step always sees BOS
+    assert not torch.allclose(sampled, forced)
