@@ -161,6 +161,8 @@ class Trainer:
         torch.set_rng_state(state["rng"]["cpu"])
         if torch.cuda.is_available() and state["rng"].get("cuda"):
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        # Validations logged after the checkpoint was written are replayed, so drop them from the file.
+        (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.progress.history))
         log.info("resumed at step %d (epoch %d, batch %d)", self.progress.step, self.progress.epoch, self.progress.batch_in_epoch)
 
     # --- the loop ---------------------------------------------------------------------------------
