@@ -40,7 +40,8 @@ def cmd_translate(args: argparse.Namespace) -> None:
     try:
         for translation in translator.translate_stream(lines, max_length_ratio=args.max_length_ratio):
             out.write(translation.text + "\n")
-            out.flush() if not args.output else None
+            if not args.output:
+                out.flush()  # interactive use: show each line as soon as it is translated
     finally:
         if args.output:
             out.close()
