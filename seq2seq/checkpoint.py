@@ -80,3 +80,26 @@ def model_from_checkpoint(payload: dict, device: torch.device | str = "cpu") -> 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
     """Read a checkpoint file and rebuild its model and tokenizers, ready to translate."""
     return model_from_checkpoint(read_checkpoint(path), device)
+
+
+def checkpoints_in(directory: str | Path) -> list[Path]:
+    """The step_N.pt files of a run's checkpoint folder, oldest first."""
+    found = [p for p in Path(directory).glob("step_*.pt") if p.stem[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.stem[5:]))
+
+
+def average_checkpoints(paths: list[str | Path]) -> dict:
+    """A checkpoint whose weights are the mean of `paths` (same architecture and tokenizers); the last one's
+    config and tokenizers are kept, and it carries no training state."""
+    if not paths:
+        raise UserError("no checkpoints to average")
+    first = last = read_checkpoint(paths[0])
+    sums = {name: tensor.double() for name, tensor in first["model"].items()}
+    for path in paths[1:]:
+        last = read_checkpoint(path)
+        if last["config"]["model"] != first["config"]["model"] or last["tokenizers"] != first["tokenizers"]:
+            raise UserError(f"{path} has a different model or tokenizer from {paths[0]}; average one run's checkpoints")
+        for name, tensor in last["model"].items():
+            sums[name] += tensor.double()
+    averaged = {name: (total / len(paths)).to(first["model"][name].dtype) for name, total in sums.items()}
+    return {**last, "model": averaged, "train_state": None, "metrics": {"averaged_from": [str(p) for p in paths]}}

@@ -1,8 +1,10 @@
-"""Command line: `seq2seq train | translate | data`. Bad input exits with status 2 and one line on stderr."""
+"""Command line: `seq2seq train | translate | evaluate | score | average | serve | data`. Bad input exits with status 2 and one line on stderr."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from seq2seq.errors import UserError
@@ -21,25 +23,63 @@ def _open_output(path: Optional[str]):
     return open(path, "w", encoding="utf-8") if path else sys.stdout
 
 
+def _open_input(path: Optional[str]):
+    from seq2seq.data import open_text
+
+    if not path:
+        return sys.stdin
+    try:
+        return open_text(path)
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror}") from None
+
+
+def _count_lines(path: str) -> Optional[int]:
+    from seq2seq.data import open_text
+
+    with open_text(path) as f:
+        return sum(1 for _ in f)
+
+
+def _decode_options(translator, args: argparse.Namespace):
+    return translator.options(beam_size=args.beam_size, n_best=getattr(args, "n_best", None),
+                              length_penalty=args.length_penalty, max_length_ratio=args.max_length_ratio,
+                              min_length=args.min_length, block_unk=args.no_unk or None)
+
+
+def _write_translation(out, index: int, translation, n_best: int) -> None:
+    """One line per input; with --n-best N, N lines 'input index TAB score TAB text'."""
+    if n_best == 1:
+        out.write(translation.text + "\n")
+        return
+    for hyp in [translation, *translation.alternatives]:
+        out.write(f"{index}\t{hyp.score:.4f}\t{hyp.text}\n")
+
+
 def cmd_translate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
     from tqdm import tqdm
 
-    from seq2seq.data import open_text
+    from seq2seq.plot import plot_attention
     from seq2seq.translate import Translator
 
     translator = Translator(args.checkpoint, device=args.device, batch_tokens=args.batch_size)
-    if args.input:
-        try:
-            source = open_text(args.input)
-        except OSError as err:
-            raise UserError(f"cannot read --input {args.input}: {err.strerror}") from None
-    else:
-        source = sys.stdin
-    out = _open_output(args.output)
-    lines = tqdm(source, unit="sent", disable=not args.input, desc="translating")
+    options = _decode_options(translator, args)
+    plot_dir = Path(args.attention_plot) if args.attention_plot else None
+    if plot_dir:
+        plot_dir.mkdir(parents=True, exist_ok=True)
+    source = _open_input(args.input)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
-        for translation in translator.translate_stream(lines, max_length_ratio=args.max_length_ratio):
-            out.write(translation.text + "\n")
+        stream = tqdm(translator.translate_stream(source, options=options, with_attention=plot_dir is not None),
+                      unit="sent", disable=not args.input, desc="translating",
+                      total=_count_lines(args.input) if args.input else None)
+        for index, translation in enumerate(stream, start=1):
+            _write_translation(out, index, translation, options.n_best)
+            if plot_dir and translation.attention is not None:
+                plot_attention(translation.source_pieces, translation.target_pieces, translation.attention,
+                               plot_dir / f"{index:06d}.png")
             if not args.output:
                 out.flush()  # interactive use: show each line as soon as it is translated
     finally:
@@ -47,6 +87,93 @@ def cmd_translate(args: argparse.Namespace) -> None:
             out.close()
         if args.input:
             source.close()
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from seq2seq.evaluate import evaluate, parse_metrics
+    from seq2seq.translate import Translator
+
+    metrics = parse_metrics(args.metrics)
+    for path in (args.src, args.ref):
+        if not Path(path).is_file():
+            raise UserError(f"file not found: {path}")
+    translator = Translator(args.checkpoint, device=args.device, batch_tokens=args.batch_size)
+    options = _decode_options(translator, args)
+    hyp_out = open(args.output, "w", encoding="utf-8") if args.output else None
+    try:
+        report = evaluate(translator, args.src, args.ref, options, metrics, hyp_out, progress=not args.json)
+    finally:
+        if hyp_out:
+            hyp_out.close()
+    if args.json:
+        print(json.dumps({**report, "checkpoint": args.checkpoint}))
+        return
+    for name in metrics:
+        print(f"{report[name]['text']}\n  signature: {report[name]['signature']}")
+    print(f"{report['sentences']} sentences in {report['seconds']:.1f} s, beam {options.beam_size}")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from seq2seq.data import read_lines
+    from seq2seq.scoring import score_pairs
+    from seq2seq.translate import Translator
+
+    translator = Translator(args.checkpoint, device=args.device)
+    sources, targets = read_lines(_existing(args.src)), read_lines(_existing(args.tgt))
+    if len(sources) != len(targets):
+        raise UserError(f"--src has {len(sources)} lines but --tgt has {len(targets)}")
+    loaded = translator.loaded
+    scores = score_pairs(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, sources, targets,
+                         translator.device, args.batch_size)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    for total, tokens in scores:
+        out.write(f"{total:.4f}\t{total / max(tokens, 1):.4f}\n")
+    if args.output:
+        out.close()
+
+
+def cmd_average(args: argparse.Namespace) -> None:
+    from seq2seq.checkpoint import average_checkpoints, checkpoints_in, save_checkpoint
+
+    paths: list = []
+    for given in args.checkpoints:
+        paths.extend(checkpoints_in(given) if Path(given).is_dir() else [Path(given)])
+    if args.last:
+        paths = paths[-args.last:]
+    if len(paths) < 2:
+        raise UserError(f"need at least two checkpoints to average, found {len(paths)}")
+    save_checkpoint(average_checkpoints(paths), args.output)
+    print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) into {args.output}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from service.app import create_app, load_registry
+    from service.settings import settings_from
+
+    models = {path: path for path in args.checkpoint}
+    for assignment in args.model:
+        label, _, path = assignment.partition("=")
+        if not path:
+            raise UserError(f"--model expects SRC-TGT=CHECKPOINT, got {assignment!r}")
+        models[label] = path
+    settings = settings_from({"models": models, "models_dir": args.models_dir, "host": args.host, "port": args.port,
+                              "device": args.device, "threads": args.threads, "api_keys": args.api_key})
+    registry = load_registry(settings)  # before listening: a bad checkpoint is a one-line error, exit 2
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(f"serving {', '.join(m.name for m in registry.models)} on http://{settings.host}:{settings.port}",
+          file=sys.stderr)
+    uvicorn.run(create_app(settings, registry), host=settings.host, port=settings.port, access_log=False,
+                timeout_graceful_shutdown=settings.graceful_shutdown_s, log_level="info")
+
+
+def _existing(path: str) -> str:
+    if not Path(path).is_file():
+        raise UserError(f"file not found: {path}")
+    return path
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -68,13 +195,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = commands.add_parser("translate", help="translate lines with a checkpoint (stdin → stdout by default)")
-    p.add_argument("--checkpoint", required=True)
+    _add_model_arguments(p)
+    _add_decoding_arguments(p)
     p.add_argument("--input", help="file to translate (plain or .gz); default stdin")
     p.add_argument("--output", help="file to write; default stdout")
-    p.add_argument("--batch-size", type=int, default=4000, help="source tokens per batch")
-    p.add_argument("--max-length-ratio", type=float, default=2.0, help="longest output as a ratio of the source length")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--n-best", type=int, help="hypotheses per sentence; >1 writes 'index TAB score TAB text' lines")
+    p.add_argument("--attention-plot", metavar="DIR", help="write one attention heatmap PNG per sentence here")
     p.set_defaults(func=cmd_translate)
+
+    p = commands.add_parser("evaluate", help="translate a test set and score it with sacrebleu")
+    _add_model_arguments(p)
+    _add_decoding_arguments(p)
+    p.add_argument("--src", required=True, help="source file (plain or .gz)")
+    p.add_argument("--ref", required=True, help="reference translations, one per source line")
+    p.add_argument("--metrics", default="bleu,chrf,ter", help="comma-separated: bleu, chrf, ter")
+    p.add_argument("--output", help="also write the translations here")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("score", help="log-probability of given translations (forced decoding)")
+    _add_model_arguments(p)
+    p.add_argument("--src", required=True)
+    p.add_argument("--tgt", required=True, help="translations to score, one per source line")
+    p.add_argument("--output", help="file to write 'total TAB per-token' log-probabilities; default stdout")
+    p.set_defaults(func=cmd_score)
+
+    p = commands.add_parser("average", help="average the weights of several checkpoints of one run")
+    p.add_argument("checkpoints", nargs="+", help="checkpoint files, or a run's checkpoints/ folder (its step_N.pt)")
+    p.add_argument("--last", type=int, help="use only the last N")
+    p.add_argument("--output", required=True, help="the averaged checkpoint to write")
+    p.set_defaults(func=cmd_average)
+
+    p = commands.add_parser("serve", help="serve checkpoints over HTTP (settings also from SEQ2SEQ_* variables)")
+    p.add_argument("--checkpoint", action="append", default=[], help="a checkpoint to serve (repeatable)")
+    p.add_argument("--model", action="append", default=[], metavar="SRC-TGT=CKPT", help="a named checkpoint")
+    p.add_argument("--models-dir", help="serve the checkpoints in this folder (best.pt, or every *.pt)")
+    p.add_argument("--host", help="default 127.0.0.1 (SEQ2SEQ_HOST)")
+    p.add_argument("--port", type=int, help="default 8000 (SEQ2SEQ_PORT)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, help="torch CPU threads (default all cores)")
+    p.add_argument("--api-key", action="append", default=[], help="require this key (repeatable; SEQ2SEQ_API_KEYS)")
+    p.set_defaults(func=cmd_serve)
 
     p = commands.add_parser("data", help="fetch Multi30k (checksums verified), or copy it from a local directory")
     p.add_argument("name", choices=["multi30k"])
@@ -82,6 +243,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local", help="copy from this directory instead of downloading")
     p.set_defaults(func=cmd_data)
     return parser
+
+
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--batch-size", type=int, default=4000, help="source tokens per batch")
+
+
+def _add_decoding_arguments(p: argparse.ArgumentParser) -> None:
+    """Decoding flags; each defaults to the checkpoint's own decode settings."""
+    p.add_argument("--beam-size", type=int, help="1 is greedy (default: the checkpoint's, normally 5)")
+    p.add_argument("--length-penalty", type=float, help="GNMT alpha")
+    p.add_argument("--max-length-ratio", type=float, help="longest output as a ratio of the source length")
+    p.add_argument("--min-length", type=int, help="target pieces before the end of sentence is allowed")
+    p.add_argument("--no-unk", action="store_true", help="never output <unk>")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

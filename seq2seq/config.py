@@ -76,10 +76,13 @@ class TrainConfig(Section):
     label_smoothing: float = Field(default=0.1, ge=0, lt=1)
     scheduled_sampling: float = Field(default=0.0, ge=0, le=1, description="probability of feeding the model's own prediction")
     warmup_steps: int = Field(default=0, ge=0)
-    schedule: Literal["constant", "plateau", "decay"] = "plateau"
+    schedule: Literal["constant", "plateau", "decay", "cosine"] = "plateau"
     decay_factor: float = Field(default=0.5, gt=0, le=1, description="lr multiplier for plateau and decay")
     plateau_patience: int = Field(default=2, ge=0, description="validations without improvement before lowering lr")
     decay_every: int = Field(default=5000, gt=0, description="steps between decays (schedule: decay)")
+    anneal_start: float = Field(default=0.0, ge=0, lt=1,
+                                description="schedule: cosine; fraction of the budget (steps, epochs or minutes) "
+                                            "trained at full lr before annealing to min_lr")
     min_lr: float = Field(default=1e-5, ge=0)
     max_steps: Optional[int] = Field(default=None, gt=0)
     max_epochs: Optional[int] = Field(default=None, gt=0)
@@ -100,6 +103,24 @@ class TrainConfig(Section):
         return self
 
 
+class DecodeConfig(Section):
+    """How translations are searched for; the checkpoint carries these as the model's defaults."""
+
+    beam_size: int = Field(default=5, ge=1, le=64, description="1 is greedy search")
+    n_best: int = Field(default=1, ge=1, description="hypotheses returned per sentence, at most beam_size")
+    length_penalty: float = Field(default=0.6, ge=0, le=5, description="GNMT alpha: score / ((5 + len) / 6) ** alpha")
+    max_length_ratio: float = Field(default=2.0, gt=0, le=10, description="longest output = ratio × source pieces + extra")
+    max_length_extra: int = Field(default=5, ge=0, le=1000)
+    min_length: int = Field(default=0, ge=0, description="target pieces before the end of sentence is allowed")
+    block_unk: bool = Field(default=False, description="never output <unk>")
+
+    @model_validator(mode="after")
+    def _check_n_best(self) -> "DecodeConfig":
+        if self.n_best > self.beam_size:
+            raise ValueError(f"n_best ({self.n_best}) cannot exceed beam_size ({self.beam_size})")
+        return self
+
+
 class Config(Section):
     name: str = "model"
     run_dir: str = "runs/model"
@@ -108,6 +129,7 @@ class Config(Section):
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig
+    decode: DecodeConfig = DecodeConfig()
 
 
 def apply_override(raw: dict, assignment: str) -> None:

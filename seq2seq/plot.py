@@ -28,3 +28,18 @@ def plot_learning_curve(records: Sequence[dict], path: str | Path) -> None:
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(path)
+
+
+def plot_attention(source_pieces: Sequence[str], target_pieces: Sequence[str], attention, path: str | Path) -> None:
+    """Heatmap of one sentence's attention: target pieces (rows, EOS last) × source pieces (columns, EOS last)."""
+    weights = attention.float().cpu().numpy()
+    rows, cols = list(target_pieces) + ["</s>"], list(source_pieces) + ["</s>"]
+    fig, axis = plt.subplots(figsize=(max(4.0, 0.35 * len(cols) + 1.5), max(3.0, 0.35 * len(rows) + 1.2)))
+    axis.imshow(weights[: len(rows), : len(cols)], cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    axis.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
+    axis.set_yticks(range(len(rows)), rows, fontsize=8)
+    axis.set_xlabel("source")
+    axis.set_ylabel("translation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,5 +1,8 @@
-"""Learning-rate schedule: linear warm-up, then constant, plateau (lower when validation stalls) or step decay."""
+"""Learning-rate schedule: linear warm-up, then constant, plateau (lower when validation stalls), step decay,
+or cosine annealing to the end of the training budget."""
 from __future__ import annotations
+
+import math
 
 from seq2seq.config import TrainConfig
 
@@ -11,11 +14,16 @@ class LRSchedule:
         self.best: float | None = None
         self.stalled = 0
 
-    def lr(self, step: int) -> float:
+    def lr(self, step: int, budget_used: float = 0.0) -> float:
+        """The rate for `step`; `budget_used` (0..1) is how much of the step/epoch/time budget is spent."""
         c = self.config
         warmup = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps else 1.0
         decay = c.decay_factor ** (step // c.decay_every) if c.schedule == "decay" else 1.0
-        return max(c.min_lr, c.lr * warmup * decay * self.plateau_scale)
+        rate = c.lr * warmup * decay * self.plateau_scale
+        if c.schedule == "cosine":
+            annealed = min(1.0, max(0.0, (budget_used - c.anneal_start) / (1.0 - c.anneal_start)))
+            rate = c.min_lr + (rate - c.min_lr) * 0.5 * (1.0 + math.cos(math.pi * annealed))
+        return max(c.min_lr, rate)
 
     def on_validation(self, score: float) -> None:
         """Record a validation score (higher is better); on a plateau, lower the rate."""

@@ -1,17 +1,25 @@
-"""Decoding algorithms over a batch of sentences. Beam search arrives with the next milestone."""
+"""Decoding algorithms over a batch of sentences: greedy search and batched beam search.
+
+Both run the whole batch as one tensor per step. Beam search keeps B×K rows (K beams per sentence);
+a finished beam stays in place with its score frozen, so no Python loop ever walks over beams.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 
-from seq2seq.data import BOS, EOS
+from seq2seq.config import DecodeConfig
+from seq2seq.data import BOS, EOS, UNK
 from seq2seq.model import Seq2Seq
 
 
 @dataclass
 class Hypothesis:
-    """One output: target ids (without BOS/EOS), total log-probability, attention (T+1, S) including EOS."""
+    """One output: target ids (without BOS/EOS), score, attention (T+1, S) including EOS.
+
+    The score is the total log-probability divided by the length penalty (with alpha 0: the log-probability).
+    """
 
     ids: list[int]
     score: float
@@ -24,37 +32,154 @@ def max_output_lengths(src_lengths: torch.Tensor, ratio: float, extra: int) -> t
     return (source_pieces * ratio).long() + extra + 1
 
 
-@torch.no_grad()
+def length_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
+    """GNMT length penalty ((5 + |Y|) / 6) ** alpha; lengths count EOS."""
+    return ((5.0 + lengths.float()) / 6.0) ** alpha
+
+
+def _restrict(log_probs: torch.Tensor, step: int, limits: torch.Tensor, options: DecodeConfig) -> torch.Tensor:
+    """Apply the length limits and the no-unk rule in place. log_probs: (N, V), limits: (N,) → (N, V)."""
+    if options.block_unk:
+        log_probs[:, UNK] = float("-inf")
+    at_limit = step + 1 >= limits  # (N,) these rows must end now
+    if step < options.min_length:
+        log_probs[:, EOS] = torch.where(at_limit, log_probs[:, EOS], float("-inf"))
+    if bool(at_limit.any()):
+        not_eos = torch.arange(log_probs.size(1), device=log_probs.device) != EOS
+        log_probs[at_limit] = log_probs[at_limit].masked_fill(not_eos, float("-inf"))
+    return log_probs
+
+
+@torch.inference_mode()
 def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
-                  max_length_ratio: float = 2.0, max_length_extra: int = 5) -> list[Hypothesis]:
-    """Pick the most probable token at each step for the whole batch at once. src: (B, S)."""
+                  options: DecodeConfig = DecodeConfig(beam_size=1)) -> list[list[Hypothesis]]:
+    """Pick the most probable token at each step for the whole batch at once. src: (B, S).
+
+    Returns one-element lists, the same shape as beam search's n-best lists.
+    """
     state = model.encode(src, src_lengths)
     batch_size = src.size(0)
-    limits = max_output_lengths(src_lengths, max_length_ratio, max_length_extra)  # (B,)
+    limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (B,)
     tokens = torch.full((batch_size,), BOS, dtype=torch.long, device=src.device)
     finished = torch.zeros(batch_size, dtype=torch.bool, device=src.device)
     scores = torch.zeros(batch_size, device=src.device)
     steps, attentions = [], []
     for t in range(int(limits.max())):
         log_probs, weights, state = model.decoder.step(tokens, state)  # (B, V), (B, S)
-        at_limit = t + 1 >= limits
-        log_probs[at_limit] = log_probs[at_limit].masked_fill(
-            torch.arange(log_probs.size(1), device=src.device) != EOS, float("-inf"))
-        best, tokens = log_probs.max(dim=-1)
+        best, tokens = _restrict(log_probs, t, limits, options).max(dim=-1)
         scores += best.masked_fill(finished, 0.0)
         steps.append(tokens.masked_fill(finished, EOS))
         attentions.append(weights)
         finished |= tokens == EOS
         if bool(finished.all()):
             break
-    return _collect(torch.stack(steps, 1), scores, torch.stack(attentions, 1), src_lengths)
+    tokens = torch.stack(steps, 1)  # (B, T)
+    lengths = _lengths_with_eos(tokens)
+    scores = scores / length_penalty(lengths, options.length_penalty)
+    return [[h] for h in _collect(tokens, scores, torch.stack(attentions, 1), src_lengths)]
+
+
+def _lengths_with_eos(tokens: torch.Tensor) -> torch.Tensor:
+    """tokens: (N, T) padded with EOS after the end → length including the first EOS (N,)."""
+    is_eos = (tokens == EOS).long()
+    first_eos = torch.where(is_eos.any(1), is_eos.argmax(1), torch.full_like(is_eos[:, 0], tokens.size(1) - 1))
+    return first_eos + 1
+
+
+@torch.inference_mode()
+def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
+                options: DecodeConfig = DecodeConfig()) -> list[list[Hypothesis]]:
+    """Batched beam search: all B sentences × K beams advance as one (B·K) batch per step.
+
+    Returns for each sentence its n-best hypotheses, best first. The encoder runs once per sentence;
+    its outputs and the attention keys are expanded to the beams once and never reordered, because
+    beams only ever inherit from beams of the same sentence.
+    """
+    B, K, device = src.size(0), options.beam_size, src.device
+    state = model.encode(src, src_lengths).select(torch.arange(B, device=device).repeat_interleave(K))
+    limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (B,)
+    row_limits = limits.repeat_interleave(K)  # (B·K,)
+    row_offset = (torch.arange(B, device=device) * K).unsqueeze(1)  # (B, 1) first row of each sentence
+
+    scores = torch.full((B, K), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # identical beams at the start: only the first one may expand
+    lengths = torch.zeros(B, K, dtype=torch.long, device=device)  # tokens so far, EOS included
+    finished = torch.zeros(B, K, dtype=torch.bool, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
+    history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (tokens, parents, attention) per step
+
+    # A finished beam continues only with EOS at no cost, so it survives as exactly one candidate.
+    eos_values = torch.full((K,), float("-inf"), device=device)
+    eos_values[0] = 0.0
+    for t in range(int(limits.max())):
+        log_probs, weights, state = model.decoder.step(tokens, state)  # (B·K, V), (B·K, S)
+        # Each beam's K best tokens are the only ones that can survive, so rank just those.
+        token_scores, token_ids = _restrict(log_probs, t, row_limits, options).topk(K, dim=1)  # (B·K, K)
+        token_scores = torch.where(finished.view(-1, 1), eos_values, token_scores).view(B, K, K)
+        token_ids = token_ids.masked_fill(finished.view(-1, 1), EOS).view(B, K * K)
+        candidates = scores.unsqueeze(2) + token_scores  # (B, K, K)
+        cand_lengths = lengths + (~finished).long()  # (B, K) the same for every candidate of a beam
+        # Rank by length-normalised score so finished and live hypotheses compare fairly.
+        ranking = candidates / length_penalty(cand_lengths, options.length_penalty).unsqueeze(2)
+        top_ranking, top = ranking.view(B, K * K).topk(K, dim=1)  # (B, K), best first
+        parents, next_tokens = top // K, token_ids.gather(1, top)
+        scores = candidates.view(B, K * K).gather(1, top)
+        lengths = cand_lengths.gather(1, parents)
+        finished = finished.gather(1, parents) | (next_tokens == EOS)
+
+        rows = (parents + row_offset).view(-1)  # (B·K,) source rows of the surviving beams
+        history.append((next_tokens, parents, weights.index_select(0, rows)))
+        state = state.reorder(rows)
+        tokens = next_tokens.view(-1)
+
+        # A sentence is done when its n best are finished; its remaining live beams are dropped so that
+        # it ends exactly as it would alone, whatever else shares the batch.
+        done |= finished[:, : options.n_best].all(1) & top_ranking[:, : options.n_best].isfinite().all(1)
+        done |= ~top_ranking.isfinite().any(1)
+        scores = scores.masked_fill(done.unsqueeze(1) & ~finished, float("-inf"))
+        finished |= done.unsqueeze(1)
+        if bool(done.all()):
+            break
+
+    final = scores / length_penalty(lengths, options.length_penalty)
+    return _backtrack(history, final, src_lengths, options.n_best)
+
+
+def _backtrack(history: list, final_scores: torch.Tensor, src_lengths: torch.Tensor,
+               n_best: int) -> list[list[Hypothesis]]:
+    """Follow parent pointers from the last step back to the first, for all beams at once."""
+    B, K = final_scores.shape
+    order = final_scores.argsort(dim=1, descending=True)[:, :n_best]  # (B, N) best first
+    beam = order
+    token_steps, attention_steps = [], []
+    for step_tokens, parents, weights in reversed(history):
+        token_steps.append(step_tokens.gather(1, beam))
+        attention_steps.append(weights.view(B, K, -1)[torch.arange(B, device=beam.device).unsqueeze(1), beam])
+        beam = parents.gather(1, beam)
+    tokens = torch.stack(token_steps[::-1], dim=2)  # (B, N, T)
+    attention = torch.stack(attention_steps[::-1], dim=2)  # (B, N, T, S)
+    scores = final_scores.gather(1, order)
+    results = []
+    for b in range(B):
+        hyps = _collect(tokens[b], scores[b], attention[b], src_lengths[b].expand(n_best))
+        results.append([h for h in hyps if h.score != float("-inf")])
+    return results
 
 
 def _collect(tokens: torch.Tensor, scores: torch.Tensor, attention: torch.Tensor,
              src_lengths: torch.Tensor) -> list[Hypothesis]:
-    """tokens: (B, T) ending in EOS, attention (B, T, S) → one Hypothesis per row, trimmed at EOS."""
+    """tokens: (N, T) ending in EOS, attention (N, T, S) → one Hypothesis per row, trimmed at EOS."""
     hyps = []
     for row, score, attn, src_len in zip(tokens.tolist(), scores.tolist(), attention.cpu(), src_lengths.tolist()):
         length = row.index(EOS) if EOS in row else len(row)
         hyps.append(Hypothesis(row[:length], score, attn[: length + 1, :src_len]))
     return hyps
+
+
+def search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
+           options: DecodeConfig) -> list[list[Hypothesis]]:
+    """Greedy for beam size 1, beam search otherwise; n-best lists per sentence, best first."""
+    if options.beam_size == 1:
+        return greedy_search(model, src, src_lengths, options)
+    return beam_search(model, src, src_lengths, options)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from seq2seq.checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
-from seq2seq.config import Config
+from seq2seq.config import Config, DecodeConfig
 from seq2seq.data import PAD, ParallelDataset, clean_pairs, keep_pair, read_parallel
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq, build_model
@@ -120,6 +120,7 @@ class Trainer:
         self.model = build_model(config.model, self.data.src_tokenizer.vocab_size, self.data.tgt_tokenizer.vocab_size).to(self.device)
         self.optimizer = self._make_optimizer()
         self.schedule = LRSchedule(config.train)
+        self.batches_per_epoch = max(1, len(self.data.train.epoch_batches(0)))  # near enough for every epoch
         self.progress = Progress()
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -212,12 +213,24 @@ class Trainer:
             return f"reached max_minutes={t.max_minutes}"
         return None
 
+    def _budget_used(self) -> float:
+        """The largest fraction spent of any budget set (steps, epochs, minutes), for time-aware schedules."""
+        t, p = self.config.train, self.progress
+        used = [0.0]
+        if t.max_steps:
+            used.append(p.step / t.max_steps)
+        if t.max_minutes:
+            used.append(p.elapsed_seconds / (60 * t.max_minutes))
+        if t.max_epochs:
+            used.append((p.epoch + p.batch_in_epoch / self.batches_per_epoch) / t.max_epochs)
+        return min(1.0, max(used))
+
     def _train_step(self, batch) -> tuple[float, int]:
         t = self.config.train
         batch = batch.to(self.device)
         self.model.train()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.schedule.lr(self.progress.step)
+            group["lr"] = self.schedule.lr(self.progress.step, self._budget_used())
         autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with autocast:
             logits = self.model(batch.src, batch.src_lengths, batch.tgt_in, t.scheduled_sampling)
@@ -237,12 +250,12 @@ class Trainer:
         p, t = self.progress, self.config.train
         valid_loss = validation_loss(self.model, self.data.valid, self.device)
         hyps = translate_texts(self.model, self.data.src_tokenizer, self.data.tgt_tokenizer, self.data.valid_src,
-                               device=self.device, max_length_ratio=t.valid_max_length_ratio)
+                               device=self.device, options=DecodeConfig(beam_size=1, max_length_ratio=t.valid_max_length_ratio))
         bleu = sacrebleu.corpus_bleu([h.text for h in hyps], [self.data.valid_ref]).score
         record = {
             "step": p.step, "epoch": round(p.epoch + p.batch_in_epoch / max(1, len(self.data.train.epoch_batches(p.epoch))), 3),
             "train_loss": p.loss_sum / max(p.loss_tokens, 1), "valid_loss": valid_loss,
-            "valid_ppl": math.exp(min(valid_loss, 50.0)), "bleu": bleu, "lr": self.schedule.lr(p.step),
+            "valid_ppl": math.exp(min(valid_loss, 50.0)), "bleu": bleu, "lr": self.schedule.lr(p.step, self._budget_used()),
             "tokens_per_sec": round(tokens_per_sec, 1), "elapsed_sec": round(p.elapsed_seconds, 1),
         }
         p.loss_sum, p.loss_tokens = 0.0, 0

@@ -1,30 +1,34 @@
 """Translator: raw sentences in, detokenized translations out. The CLI, validation and the service use it."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
 
 import torch
 
+from pydantic import ValidationError
+
 from seq2seq.checkpoint import LoadedModel, load_model
+from seq2seq.config import DecodeConfig, format_validation_error
 from seq2seq.data import collate
-from seq2seq.search import Hypothesis, greedy_search
+from seq2seq.errors import UserError
+from seq2seq.model import Seq2Seq
+from seq2seq.search import Hypothesis, search
 from seq2seq.tokenizer import Tokenizer
 
 
 @dataclass
 class Translation:
     text: str
-    score: float
+    score: float  # log-probability divided by the length penalty
     source_pieces: list[str]
     target_pieces: list[str]
     attention: Optional[torch.Tensor] = None  # (target pieces + EOS, source pieces + EOS)
+    alternatives: list["Translation"] = field(default_factory=list)  # the rest of the n-best list, best first
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    from seq2seq.errors import UserError
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -45,41 +49,47 @@ def length_sorted_batches(lengths: Sequence[int], batch_tokens: int) -> Iterator
         yield batch
 
 
-def _to_translation(hyp: Hypothesis, src_ids: list[int], src_tok: Tokenizer, tgt_tok: Tokenizer,
+def _to_translation(hyps: list[Hypothesis], src_ids: list[int], src_tok: Tokenizer, tgt_tok: Tokenizer,
                     with_attention: bool) -> Translation:
-    return Translation(
-        text=tgt_tok.decode(hyp.ids), score=hyp.score,
-        source_pieces=src_tok.ids_to_pieces(src_ids), target_pieces=tgt_tok.ids_to_pieces(hyp.ids),
-        attention=hyp.attention if with_attention else None,
-    )
+    """The best hypothesis as a Translation, with the others as its alternatives."""
+    source_pieces = src_tok.ids_to_pieces(src_ids)
+    translations = [
+        Translation(text=tgt_tok.decode(h.ids), score=h.score, source_pieces=source_pieces,
+                    target_pieces=tgt_tok.ids_to_pieces(h.ids), attention=h.attention if with_attention else None)
+        for h in hyps
+    ]
+    best = translations[0]
+    best.alternatives = translations[1:]
+    return best
 
 
-@torch.no_grad()
-def translate_texts(model, src_tok: Tokenizer, tgt_tok: Tokenizer, texts: Sequence[str], *,
-                    device: torch.device, batch_tokens: int = 4000, max_length_ratio: float = 2.0,
-                    max_length_extra: int = 5, max_source_pieces: int = 250,
-                    with_attention: bool = False) -> list[Translation]:
+def encode_sources(src_tok: Tokenizer, texts: Sequence[str], max_source_pieces: int) -> list[list[int]]:
+    """Source ids per text, cut to `max_source_pieces`; empty or whitespace-only texts give []."""
+    return [src_tok.encode(t.strip())[:max_source_pieces] if t.strip() else [] for t in texts]
+
+
+@torch.inference_mode()
+def translate_texts(model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, texts: Sequence[str], *,
+                    device: torch.device, options: DecodeConfig = DecodeConfig(), batch_tokens: int = 4000,
+                    max_source_pieces: int = 250, with_attention: bool = False) -> list[Translation]:
     """Translate in length-sorted token batches and return results in input order.
 
     Empty or whitespace-only lines translate to the empty string.
     """
     was_training = model.training
     model.eval()
-    encoded = [src_tok.encode(t.strip())[:max_source_pieces] if t.strip() else [] for t in texts]
-    results: list[Optional[Translation]] = [None] * len(texts)
-    for i, ids in enumerate(encoded):
-        if not ids:
-            results[i] = Translation("", 0.0, [], [])
+    encoded = encode_sources(src_tok, texts, max_source_pieces)
+    results = [Translation("", 0.0, [], []) for _ in texts]
     todo = [i for i, ids in enumerate(encoded) if ids]
     for batch in length_sorted_batches([len(encoded[i]) for i in todo], batch_tokens):
         indices = [todo[j] for j in batch]
         padded = collate([encoded[i] for i in indices], [[] for _ in indices])
-        hyps = greedy_search(model, padded.src.to(device), padded.src_lengths.to(device),
-                             max_length_ratio, max_length_extra)
-        for i, hyp in zip(indices, hyps):
-            results[i] = _to_translation(hyp, encoded[i], src_tok, tgt_tok, with_attention)
+        nbest_lists = search(model, padded.src.to(device), padded.src_lengths.to(device), options)
+        for i, hyps in zip(indices, nbest_lists):
+            if hyps:
+                results[i] = _to_translation(hyps, encoded[i], src_tok, tgt_tok, with_attention)
     model.train(was_training)
-    return results  # type: ignore[return-value]
+    return results
 
 
 class Translator:
@@ -98,11 +108,20 @@ class Translator:
     def tgt_lang(self) -> str:
         return self.loaded.config.data.tgt_lang
 
-    def translate(self, texts: Sequence[str], max_length_ratio: float = 2.0,
+    def options(self, **overrides) -> DecodeConfig:
+        """The checkpoint's decoding defaults with `overrides` (None values ignored), validated."""
+        settings = self.loaded.config.decode.model_dump()
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return DecodeConfig(**settings)
+        except ValidationError as err:
+            raise UserError(f"invalid decoding option: {format_validation_error(err)}") from None
+
+    def translate(self, texts: Sequence[str], options: Optional[DecodeConfig] = None,
                   with_attention: bool = False) -> list[Translation]:
         return translate_texts(self.loaded.model, self.loaded.src_tokenizer, self.loaded.tgt_tokenizer, texts,
-                               device=self.device, batch_tokens=self.batch_tokens,
-                               max_length_ratio=max_length_ratio, with_attention=with_attention)
+                               device=self.device, options=options or self.options(), batch_tokens=self.batch_tokens,
+                               with_attention=with_attention)
 
     def translate_stream(self, lines: Iterable[str], chunk_size: int = 2000, **options) -> Iterator[Translation]:
         """Translate an arbitrarily long stream in chunks, so memory stays flat."""

@@ -31,14 +31,17 @@ class RecurrentCell(nn.Module):
         """gates_in: (B, G·H) projected input, h, c: (B, H) → new (h, c); c is None for a GRU."""
         hidden_gates = self.hidden_proj(h)
         H = self.hidden_size
+        # split/chunk rather than slicing: their backward is one concatenation, where each slice's
+        # backward would zero-fill and add a full-size gradient.
         if self.kind == "lstm":
-            gates = gates_in + hidden_gates
-            sig = torch.sigmoid(gates[:, : 3 * H])  # input, forget, output gates in one kernel
-            c = sig[:, H : 2 * H] * c + sig[:, :H] * torch.tanh(gates[:, 3 * H :])
-            return sig[:, 2 * H : 3 * H] * torch.tanh(c), c
-        rz = torch.sigmoid(gates_in[:, : 2 * H] + hidden_gates[:, : 2 * H])
-        r, z = rz[:, :H], rz[:, H:]
-        n = torch.tanh(gates_in[:, 2 * H :] + r * hidden_gates[:, 2 * H :])
+            sigmoid_part, candidate = (gates_in + hidden_gates).split([3 * H, H], dim=1)
+            i, f, o = torch.sigmoid(sigmoid_part).chunk(3, dim=1)  # input, forget, output gates in one kernel
+            c = f * c + i * torch.tanh(candidate)
+            return o * torch.tanh(c), c
+        rz_in, n_in = gates_in.split([2 * H, H], dim=1)
+        rz_hidden, n_hidden = hidden_gates.split([2 * H, H], dim=1)
+        r, z = torch.sigmoid(rz_in + rz_hidden).chunk(2, dim=1)
+        n = torch.tanh(n_in + r * n_hidden)
         return n + z * (h - n), None
 
 
@@ -82,6 +85,12 @@ class DecoderState:
             c=None if self.c is None else [pick(t) for t in self.c],
             feed=pick(self.feed), memory=pick(self.memory), keys=pick(self.keys), mask=pick(self.mask),
         )
+
+    def reorder(self, index: torch.Tensor) -> "DecoderState":
+        """Reorder only the recurrent parts; for beams of one sentence, which share memory, keys and mask."""
+        pick = lambda t: t.index_select(0, index)  # noqa: E731
+        return replace(self, h=[pick(t) for t in self.h], c=None if self.c is None else [pick(t) for t in self.c],
+                       feed=pick(self.feed))
 
 
 class Decoder(nn.Module):
@@ -133,9 +142,9 @@ class Decoder(nn.Module):
         """
         embedded = self.dropout(self.embedding(tgt_in))  # (B, T, E)
         first_gates = self.cells[0].input_proj(embedded)  # (B, T, G·H), once for all steps
+        # unbind once: indexing [:, t] inside the loop would cost a full-size gradient per step in backward
         outputs = []
-        for t in range(tgt_in.size(1)):
-            gates_t = first_gates[:, t]
+        for t, gates_t in enumerate(first_gates.unbind(1)):
             if sampling_prob > 0 and t > 0:
                 gates_t = self._maybe_sample(gates_t, outputs[-1], sampling_prob)
             output, _, state = self._step(gates_t, state)

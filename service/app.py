@@ -1,0 +1,290 @@
+"""The FastAPI application: native API, LibreTranslate-compatible API, operations routes and the page."""
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Optional
+
+import torch
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import ValidationError
+
+from seq2seq.config import DecodeConfig
+from seq2seq.translate import Translation
+from service.batcher import Batcher, Overloaded
+from service.metrics import Metrics
+from service.models import ModelRegistry, ServedModel, UnknownLanguagePair, checkpoints_in_folder
+from service.schemas import Alternative, TranslateResponse, TranslationOut, translate_request_model
+from service.security import AccessGuard
+from service.settings import ServiceSettings
+
+access_log = logging.getLogger("seq2seq.access")
+PAGE = Path(__file__).parent / "static" / "index.html"
+LIBRETRANSLATE_PATHS = ("/translate", "/languages", "/detect", "/frontend/settings")
+
+
+class ServiceState:
+    """What the routes share: settings, models, the batcher, metrics and the access guard."""
+
+    def __init__(self, settings: ServiceSettings, registry: Optional[ModelRegistry]):
+        self.settings = settings
+        self.registry = registry
+        self.metrics = Metrics()
+        self.batcher = Batcher(self.metrics, settings.batch_wait_ms, settings.batch_max_tokens, settings.queue_sentences)
+        self.guard = AccessGuard(settings.api_keys, settings.rate_limit_per_minute)
+
+    def require_models(self) -> ModelRegistry:
+        if self.registry is None:
+            raise HTTPException(503, "models are still loading", headers={"Retry-After": "5"})
+        return self.registry
+
+    def model_for(self, source: Optional[str], target: Optional[str]) -> ServedModel:
+        try:
+            return self.require_models().resolve(source, target)
+        except UnknownLanguagePair as err:
+            raise HTTPException(400, str(err)) from None
+
+    def decode_options(self, model: ServedModel, **overrides) -> DecodeConfig:
+        settings = model.translator.loaded.config.decode.model_dump()
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return DecodeConfig(**settings)
+        except ValidationError as err:
+            raise HTTPException(422, f"invalid decoding options: {err.errors()[0]['msg']}") from None
+
+    async def translate(self, request: Request, model: ServedModel, texts: list[str], options: DecodeConfig,
+                        with_attention: bool = False) -> list[Translation]:
+        """Through the batcher; dropped if the client disconnects; 503 when overloaded, 504 on timeout."""
+        work = asyncio.ensure_future(self.batcher.translate(model, texts, options, with_attention,
+                                                            self.settings.request_timeout_s))
+        watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+        try:
+            await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+        if not work.done():
+            work.cancel()  # the client is gone; the batcher skips the job if it has not started
+            raise HTTPException(499, "client disconnected")
+        try:
+            return work.result()
+        except Overloaded as err:
+            self.metrics.rejected.labels("overloaded").inc()
+            raise HTTPException(503, f"server busy ({err}); retry shortly", headers={"Retry-After": "1"}) from None
+        except asyncio.TimeoutError:
+            self.metrics.rejected.labels("timeout").inc()
+            raise HTTPException(504, f"translation took longer than {self.settings.request_timeout_s:g} s") from None
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while not await request.is_disconnected():
+        await asyncio.sleep(0.05)
+
+
+def create_app(settings: ServiceSettings, registry: Optional[ModelRegistry] = None) -> FastAPI:
+    """The app for `settings`; models come from `registry`, or are loaded in the background at start-up."""
+    state = ServiceState(settings, registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        torch.set_num_threads(settings.threads or torch.get_num_threads())
+        state.batcher.start()
+        loader = None
+        if state.registry is None:
+            loader = asyncio.ensure_future(asyncio.to_thread(_load_registry, state))
+        yield
+        if loader:
+            loader.cancel()
+        await asyncio.to_thread(state.batcher.stop)  # in-flight requests have finished: uvicorn waited for them
+
+    app = FastAPI(title="seq2seq translation service", version="1.0", lifespan=lifespan,
+                  description="RNN attention translation: a native API and a LibreTranslate-compatible one.")
+    app.state.service = state
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["*"])
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ObserveRequests, metrics=state.metrics)
+    _add_error_handlers(app)
+    _add_operations_routes(app, state)
+    _add_native_routes(app, state)
+    from service.libretranslate import add_libretranslate_routes
+
+    add_libretranslate_routes(app, state)
+    return app
+
+
+def load_registry(settings: ServiceSettings) -> ModelRegistry:
+    """The models named in the settings (explicit ones, then those in models_dir), loaded."""
+    checkpoints = dict(settings.models)
+    if settings.models_dir:
+        checkpoints.update({str(path): str(path) for path in checkpoints_in_folder(settings.models_dir)})
+    return ModelRegistry.load(checkpoints, settings.device, settings.batch_max_tokens)
+
+
+def _load_registry(state: ServiceState) -> None:
+    try:
+        state.registry = load_registry(state.settings)
+    except Exception:  # noqa: BLE001 - logged; /ready stays 503 and says why
+        logging.getLogger("seq2seq.service").exception("loading models failed")
+
+
+# --- routes ---------------------------------------------------------------------------------------
+def _add_operations_routes(app: FastAPI, state: ServiceState) -> None:
+    @app.get("/health", tags=["operations"], summary="the process is alive")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["operations"], summary="models are loaded and requests are accepted")
+    async def ready() -> JSONResponse:
+        if state.registry is None:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        return JSONResponse({"status": "ready", "models": [f"{m.source}-{m.target}" for m in state.registry.models]})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+
+def _add_native_routes(app: FastAPI, state: ServiceState) -> None:
+    TranslateRequest = translate_request_model(state.settings)
+
+    @app.post("/v1/translate", response_model=TranslateResponse, response_model_exclude_none=True,
+              tags=["translation"], summary="translate one sentence or a list")
+    async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:  # type: ignore[valid-type]
+        started = time.perf_counter()
+        state.guard.check(request)
+        model = state.model_for(body.source, body.target)
+        options = state.decode_options(model, beam_size=body.beam_size, n_best=body.n_best,
+                                       length_penalty=body.length_penalty, max_length_ratio=body.max_length_ratio)
+        texts = [body.text] if isinstance(body.text, str) else list(body.text)
+        results = await state.translate(request, model, texts, options, body.return_attention)
+        return TranslateResponse(
+            model=model.name, source=model.source, target=model.target,
+            translations=[_translation_out(r, body.return_attention, options.n_best > 1) for r in results],
+            elapsed_ms=round(1000 * (time.perf_counter() - started), 2))
+
+
+def _translation_out(t: Translation, with_attention: bool, with_alternatives: bool) -> TranslationOut:
+    out = TranslationOut(text=t.text, score=round(t.score, 4))
+    if with_attention:
+        out.attention = [[round(w, 4) for w in row] for row in t.attention.tolist()] if t.attention is not None else []
+        out.source_pieces, out.target_pieces = t.source_pieces, t.target_pieces
+    if with_alternatives:
+        out.alternatives = [Alternative(text=a.text, score=round(a.score, 4)) for a in t.alternatives]
+    return out
+
+
+# --- errors: a clear 4xx for anything a client sends, in each API's own shape -----------------------
+def _is_libretranslate(request: Request) -> bool:
+    return request.url.path in LIBRETRANSLATE_PATHS
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        body = {"error": err.detail} if _is_libretranslate(request) else {"detail": err.detail}
+        return JSONResponse(body, status_code=err.status_code, headers=err.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in err.errors()]
+        if _is_libretranslate(request):
+            return JSONResponse({"error": f"invalid request: {errors[0]['msg'] if errors else 'bad body'}"}, 400)
+        return JSONResponse({"detail": errors}, status_code=422)
+
+
+# --- middleware -----------------------------------------------------------------------------------
+class BodySizeLimit:
+    """413 for bodies over the limit, judged by Content-Length before anything is read, or by counting
+    the bytes of a body sent without one."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
+            return await response(scope, receive, send)
+        if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            # No length given (chunked): read up to the limit here, then replay the body to the app.
+            body, more = b"", True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > self.max_bytes:
+                    response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
+                    return await response(scope, receive, send)
+            receive = _replay(body, receive)
+        await self.app(scope, receive, send)
+
+
+def _replay(body: bytes, receive):
+    """A receive channel that yields `body` once, then defers to the real one (for disconnects)."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class ObserveRequests:
+    """Request ids, one JSON access-log line per request, and the request metrics. Never logs bodies,
+    query strings or headers, so API keys stay out of logs."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        request_id = _request_id(dict(scope["headers"]).get(b"x-request-id"))
+        status = 500
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = list(message.get("headers", [])) + [(b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            seconds = time.perf_counter() - started
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(seconds)
+            access_log.info(json.dumps({
+                "ts": round(time.time(), 3), "request_id": request_id, "method": scope["method"],
+                "path": scope["path"], "route": route, "status": status, "ms": round(1000 * seconds, 2),
+                "client": scope["client"][0] if scope.get("client") else None}))
+
+
+def _request_id(given: Optional[bytes]) -> str:
+    """The client's X-Request-ID when it is short and printable, else a fresh one."""
+    if given and len(given) <= 64 and all(32 < b < 127 for b in given):
+        return given.decode()
+    return uuid.uuid4().hex

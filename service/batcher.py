@@ -1,0 +1,160 @@
+"""Dynamic batching: concurrent requests are gathered for a few milliseconds (or until a token budget is
+full) and decoded together in one worker thread, so the event loop never blocks on the model."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from seq2seq.config import DecodeConfig
+from seq2seq.translate import Translation
+from service.metrics import Metrics
+from service.models import ServedModel
+
+log = logging.getLogger("seq2seq.service")
+
+
+class Overloaded(Exception):
+    """The queue is full; the client should retry later (503 with Retry-After)."""
+
+
+@dataclass
+class Job:
+    model: ServedModel
+    texts: list[str]
+    options: DecodeConfig
+    with_attention: bool
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    cancelled: bool = False
+    queued_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def cost(self) -> int:
+        """Approximate source tokens, for the batch budget (no tokenizing on the event loop)."""
+        return sum(len(t) // 4 + 2 for t in self.texts) * self.options.beam_size
+
+    @property
+    def batch_key(self) -> tuple:
+        """Jobs decode together only with the same model and settings."""
+        return (id(self.model), self.options.model_dump_json(), self.with_attention)
+
+
+class Batcher:
+    def __init__(self, metrics: Metrics, max_wait_ms: float = 5.0, max_tokens: int = 6000,
+                 max_queued_sentences: int = 2048):
+        self.metrics = metrics
+        self.max_wait = max_wait_ms / 1000.0
+        self.max_tokens = max_tokens
+        self.max_queued = max_queued_sentences
+        self.queue: queue.Queue[Optional[Job]] = queue.Queue()
+        self.queued_sentences = 0
+        self.lock = threading.Lock()
+        self.thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="decoder", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Finish everything queued, then end the worker."""
+        if self.thread:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+
+    async def translate(self, model: ServedModel, texts: list[str], options: DecodeConfig,
+                        with_attention: bool, timeout: float) -> list[Translation]:
+        """Queue `texts` and wait for their translations; raises Overloaded or asyncio.TimeoutError."""
+        loop = asyncio.get_running_loop()
+        job = Job(model, texts, options, with_attention, loop.create_future(), loop)
+        with self.lock:
+            if self.queued_sentences + len(texts) > self.max_queued:
+                raise Overloaded(f"{self.queued_sentences} sentences already queued")
+            self.queued_sentences += len(texts)
+            self.metrics.queue_sentences.set(self.queued_sentences)
+        self.queue.put(job)
+        try:
+            return await asyncio.wait_for(job.future, timeout)
+        finally:
+            job.cancelled = True  # done, timed out or the client went away: the worker skips it if not begun
+
+    # --- the worker thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            first = self.queue.get()
+            if first is None:
+                return
+            jobs, stopping = self._gather(first)
+            for group in self._groups(jobs):
+                self._decode(group)
+            if stopping:
+                return
+
+    def _gather(self, first: Job) -> tuple[list[Job], bool]:
+        """More jobs until the wait is over or the token budget is full; True if a stop was requested."""
+        jobs, tokens = [first], first.cost
+        deadline = time.perf_counter() + self.max_wait
+        while tokens < self.max_tokens:
+            try:
+                job = self.queue.get(timeout=max(0.0, deadline - time.perf_counter()))
+            except queue.Empty:
+                break
+            if job is None:
+                return jobs + self._drain(), True
+            jobs.append(job)
+            tokens += job.cost
+        return jobs, False
+
+    def _drain(self) -> list[Job]:
+        jobs = []
+        while not self.queue.empty():
+            job = self.queue.get_nowait()
+            if job is not None:
+                jobs.append(job)
+        return jobs
+
+    @staticmethod
+    def _groups(jobs: list[Job]) -> list[list[Job]]:
+        groups: dict[tuple, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault(job.batch_key, []).append(job)
+        return list(groups.values())
+
+    def _decode(self, jobs: list[Job]) -> None:
+        live = [job for job in jobs if not job.cancelled]
+        with self.lock:
+            self.queued_sentences -= sum(len(job.texts) for job in jobs)
+            self.metrics.queue_sentences.set(self.queued_sentences)
+        if not live:
+            return
+        texts = [text for job in live for text in job.texts]
+        model = live[0].model
+        try:
+            results = model.translator.translate(texts, live[0].options, with_attention=live[0].with_attention)
+        except Exception as err:  # noqa: BLE001 - handed to each waiting request, which answers for it
+            log.exception("decoding failed")
+            for job in live:
+                job.loop.call_soon_threadsafe(_settle, job.future, None, err)
+            return
+        self.metrics.batch_sentences.observe(len(texts))
+        self.metrics.batch_requests.observe(len(live))
+        self.metrics.sentences.labels(model.name).inc(len(texts))
+        self.metrics.tokens.labels(model.name).inc(sum(len(r.target_pieces) + 1 for r in results))
+        start = 0
+        for job in live:
+            job.loop.call_soon_threadsafe(_settle, job.future, results[start:start + len(job.texts)], None)
+            start += len(job.texts)
+
+
+def _settle(future: asyncio.Future, result, error: Optional[BaseException]) -> None:
+    if future.done():  # the request timed out or its client disconnected meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

@@ -1,0 +1,86 @@
+"""The registry of loaded models, keyed by language pair; each model is a Translator loaded once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from seq2seq.errors import UserError
+from seq2seq.translate import Translator
+
+LANGUAGE_NAMES = {
+    "ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
+    "it": "Italian", "ja": "Japanese", "nl": "Dutch", "pl": "Polish", "pt": "Portuguese", "ru": "Russian",
+    "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese",
+}
+
+
+@dataclass
+class ServedModel:
+    name: str
+    source: str
+    target: str
+    checkpoint: str
+    translator: Translator
+
+
+class UnknownLanguagePair(LookupError):
+    pass
+
+
+def checkpoints_in_folder(folder: str | Path) -> list[Path]:
+    """What a mounted model folder serves: its best.pt if there is one (a run's checkpoints/ folder),
+    else every *.pt in it, plus each subfolder's best.pt."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"models folder not found: {folder}")
+    top = [folder / "best.pt"] if (folder / "best.pt").is_file() else sorted(folder.glob("*.pt"))
+    return top + sorted(folder.glob("*/best.pt"))
+
+
+class ModelRegistry:
+    def __init__(self, models: list[ServedModel]):
+        self.models = models
+        self.by_pair: dict[tuple[str, str], ServedModel] = {}
+        for model in models:
+            pair = (model.source, model.target)
+            if pair in self.by_pair:
+                raise UserError(f"two checkpoints for {model.source}-{model.target}: "
+                                f"{self.by_pair[pair].checkpoint} and {model.checkpoint}")
+            self.by_pair[pair] = model
+
+    @classmethod
+    def load(cls, checkpoints: dict[str, str], device: str = "auto", batch_tokens: int = 6000) -> "ModelRegistry":
+        """Load each checkpoint once. Keys are labels; one like 'de-en' must match the checkpoint's languages."""
+        if not checkpoints:
+            raise UserError("no model to serve: give --checkpoint, --model SRC-TGT=CKPT or --models-dir")
+        models = []
+        for label, path in checkpoints.items():
+            translator = Translator(path, device=device, batch_tokens=batch_tokens)
+            pair = f"{translator.src_lang}-{translator.tgt_lang}"
+            if "-" in label and "/" not in label and label != pair:
+                raise UserError(f"--model {label}={path}: that checkpoint translates {pair}")
+            models.append(ServedModel(pair, translator.src_lang, translator.tgt_lang, str(path), translator))
+        return cls(models)
+
+    def resolve(self, source: Optional[str], target: Optional[str]) -> ServedModel:
+        """The model for a language pair; either side may be omitted (or 'auto') when only one model fits."""
+        source = None if source in (None, "", "auto") else source
+        target = None if target in (None, "") else target
+        fits = [m for m in self.models if source in (None, m.source) and target in (None, m.target)]
+        if len(fits) == 1:
+            return fits[0]
+        pairs = ", ".join(f"{m.source}-{m.target}" for m in self.models)
+        if not fits:
+            raise UnknownLanguagePair(f"no model translates {source or '?'}-{target or '?'}; served: {pairs}")
+        raise UnknownLanguagePair(f"several models fit {source or '?'}-{target or '?'}; give source and target ({pairs})")
+
+    @property
+    def source_languages(self) -> list[str]:
+        return sorted({m.source for m in self.models})
+
+    def languages(self) -> list[dict]:
+        """LibreTranslate's /languages shape: every language with the targets it translates into."""
+        codes = sorted({m.source for m in self.models} | {m.target for m in self.models})
+        return [{"code": code, "name": LANGUAGE_NAMES.get(code, code),
+                 "targets": sorted(m.target for m in self.models if m.source == code)} for code in codes]

@@ -1,0 +1,57 @@
+"""Access control, off by default: API keys (Bearer header or LibreTranslate's api_key) and per-key rate limits."""
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections import deque
+from typing import Optional
+
+from fastapi import HTTPException, Request
+
+
+class RateLimiter:
+    """At most `per_minute` requests per key in any sliding 60-second window."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self.recent: dict[str, deque] = {}
+        self.lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            window = self.recent.setdefault(key, deque())
+            while window and now - window[0] >= 60.0:
+                window.popleft()
+            if len(window) >= self.per_minute:
+                return False
+            window.append(now)
+            return True
+
+
+class AccessGuard:
+    def __init__(self, api_keys: list[str], rate_limit_per_minute: Optional[int]):
+        self.api_keys = [key.encode() for key in api_keys]
+        self.limiter = RateLimiter(rate_limit_per_minute) if rate_limit_per_minute else None
+
+    def _valid(self, key: Optional[str]) -> bool:
+        # Compare against every key in constant time, so timing reveals nothing about them.
+        return key is not None and any(hmac.compare_digest(key.encode(), k) for k in self.api_keys)
+
+    def check(self, request: Request, body_key: Optional[str] = None) -> None:
+        """Raise 403 without a valid key (when keys are configured) and 429 over the rate limit."""
+        key = presented_key(request, body_key)
+        if self.api_keys and not self._valid(key):
+            raise HTTPException(403, "a valid API key is required (Authorization: Bearer KEY or api_key)")
+        if self.limiter:
+            client = key if self.api_keys else (request.client.host if request.client else "unknown")
+            if not self.limiter.allow(client):
+                raise HTTPException(429, "rate limit exceeded; slow down", headers={"Retry-After": "60"})
+
+
+def presented_key(request: Request, body_key: Optional[str] = None) -> Optional[str]:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return body_key or request.query_params.get("api_key")

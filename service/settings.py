@@ -1,0 +1,73 @@
+"""Service settings: one validated pydantic model, filled from `seq2seq serve` flags or SEQ2SEQ_* variables."""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from seq2seq.config import format_validation_error
+from seq2seq.errors import UserError
+
+ENV_PREFIX = "SEQ2SEQ_"
+
+
+class ServiceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[str, str] = Field(default_factory=dict,
+                                   description="'src-tgt' or a name → checkpoint path; env: 'de-en=/m/a.pt,en-fr=/m/b.pt'")
+    models_dir: Optional[str] = Field(default=None, description="serve every *.pt in this folder (env for containers)")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
+    threads: Optional[int] = Field(default=None, gt=0, description="torch CPU threads; default all cores")
+    # Request limits: all visible in /openapi.json through the request schemas.
+    max_sentences: int = Field(default=64, gt=0, description="sentences per request")
+    max_chars: int = Field(default=2000, gt=0, description="characters per sentence")
+    max_beam_size: int = Field(default=10, gt=0)
+    max_body_bytes: int = Field(default=1_000_000, gt=0, description="larger bodies get 413 before parsing")
+    # Dynamic batching.
+    batch_wait_ms: float = Field(default=5.0, ge=0, description="how long to gather concurrent requests")
+    batch_max_tokens: int = Field(default=6000, gt=0, description="source tokens per decoding batch")
+    queue_sentences: int = Field(default=2048, gt=0, description="sentences waiting at most; beyond, 503")
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    # Access control, off by default.
+    api_keys: list[str] = Field(default_factory=list, description="when set, every translation needs one")
+    rate_limit_per_minute: Optional[int] = Field(default=None, gt=0, description="requests per key (or client)")
+    cors_origins: list[str] = Field(default_factory=list)
+    graceful_shutdown_s: float = Field(default=20.0, ge=0)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value):
+        if isinstance(value, str):
+            return dict(_split_assignment(item) for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _parse_list(cls, value):
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+
+def _split_assignment(item: str) -> tuple[str, str]:
+    if "=" not in item:
+        raise ValueError(f"expected NAME=CHECKPOINT, got {item!r}")
+    name, path = item.split("=", 1)
+    return name.strip(), path.strip()
+
+
+def settings_from(overrides: Mapping[str, object], environ: Mapping[str, str] = os.environ) -> ServiceSettings:
+    """SEQ2SEQ_* environment variables, then explicit overrides (CLI flags) on top; validated."""
+    raw: dict[str, object] = {}
+    for name in ServiceSettings.model_fields:
+        if ENV_PREFIX + name.upper() in environ:
+            raw[name] = environ[ENV_PREFIX + name.upper()]
+    raw.update({k: v for k, v in overrides.items() if v not in (None, [], {})})
+    try:
+        return ServiceSettings(**raw)
+    except ValidationError as err:
+        raise UserError(f"invalid service setting: {format_validation_error(err)}") from None

@@ -1,0 +1,182 @@
+"""Greedy and beam search, the Translator, and the translate / evaluate / score / average commands."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq.config import DecodeConfig
+from seq2seq.data import EOS, UNK, collate, read_lines
+from seq2seq.search import beam_search, greedy_search
+from seq2seq.translate import Translator
+from tests.conftest import MULTI30K, run_cli
+
+
+@pytest.fixture(scope="module")
+def translator(tiny_run: Path) -> Translator:
+    return Translator(tiny_run / "checkpoints/best.pt", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def sentences() -> list[str]:
+    return read_lines(MULTI30K / "val.de.gz")[:40]
+
+
+def _batch(translator: Translator, sentences: list[str]):
+    ids = [translator.loaded.src_tokenizer.encode(s) for s in sentences]
+    return collate(ids, [[] for _ in ids])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_beam_one_equals_greedy(translator, sentences, alpha):
+    batch = _batch(translator, sentences)
+    model = translator.loaded.model
+    greedy = greedy_search(model, batch.src, batch.src_lengths, DecodeConfig(beam_size=1, length_penalty=alpha))
+    beam = beam_search(model, batch.src, batch.src_lengths, DecodeConfig(beam_size=1, length_penalty=alpha))
+    for g, b in zip(greedy, beam):
+        assert g[0].ids == b[0].ids
+        assert g[0].score == pytest.approx(b[0].score, abs=1e-4)
+        assert torch.allclose(g[0].attention, b[0].attention, atol=1e-4)
+
+
+def test_beam_finds_more_probable_translations_than_greedy(translator, sentences):
+    batch = _batch(translator, sentences)
+    model = translator.loaded.model
+    greedy = greedy_search(model, batch.src, batch.src_lengths, DecodeConfig(beam_size=1, length_penalty=0))
+    beam = beam_search(model, batch.src, batch.src_lengths, DecodeConfig(beam_size=5, length_penalty=0))
+    greedy_total = sum(h[0].score for h in greedy)
+    beam_total = sum(h[0].score for h in beam)
+    assert beam_total > greedy_total
+    assert sum(b[0].score >= g[0].score - 1e-4 for g, b in zip(greedy, beam)) >= 0.9 * len(sentences)
+
+
+def test_n_best_lists_are_sorted_distinct_and_complete(translator, sentences):
+    results = translator.translate(sentences, translator.options(beam_size=5, n_best=5))
+    for translation in results:
+        hyps = [translation, *translation.alternatives]
+        assert len(hyps) == 5
+        scores = [h.score for h in hyps]
+        assert scores == sorted(scores, reverse=True)
+        assert len({tuple(h.target_pieces) for h in hyps}) == 5
+
+
+def test_batched_and_one_by_one_translation_agree(translator, sentences):
+    options = translator.options(beam_size=4)
+    together = [t.text for t in translator.translate(sentences[:12], options)]
+    alone = [translator.translate([s], options)[0].text for s in sentences[:12]]
+    assert together == alone
+
+
+def test_input_order_is_preserved(translator, sentences):
+    options = translator.options(beam_size=3)
+    forward = [t.text for t in translator.translate(sentences, options)]
+    backward = [t.text for t in translator.translate(sentences[::-1], options)]
+    assert backward == forward[::-1]
+    assert len(set(forward)) > len(forward) // 2  # real, different translations
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_length_limits_hold(translator, sentences, beam_size):
+    short = translator.translate(sentences, translator.options(beam_size=beam_size, max_length_ratio=0.5,
+                                                               max_length_extra=0))
+    for src, translation in zip(sentences, short):
+        source_pieces = len(translator.loaded.src_tokenizer.encode(src))
+        assert len(translation.target_pieces) <= int(source_pieces * 0.5)
+    long = translator.translate(sentences, translator.options(beam_size=beam_size, min_length=15))
+    assert all(len(t.target_pieces) >= 15 for t in long)
+
+
+def test_no_unk_when_asked(translator):
+    odd = ["Ein ☃ mit 中文 Zeichen ✈ und ♞.", "Der Ω-Hund ☂ läuft ⚽."]
+    batch = _batch(translator, odd)
+    for beam_size in (1, 3):
+        results = beam_search(translator.loaded.model, batch.src, batch.src_lengths,
+                              DecodeConfig(beam_size=beam_size, block_unk=True))
+        assert all(UNK not in h.ids and EOS not in h.ids for hyps in results for h in hyps)
+
+
+def test_empty_and_whitespace_lines_give_empty_translations(translator):
+    results = translator.translate(["", "   ", "\t", "Ein Hund läuft.", ""], translator.options(beam_size=3))
+    assert [r.text for r in results][:3] == ["", "", ""] and results[4].text == ""
+    assert results[3].text
+
+
+def test_attention_matrix_matches_pieces(translator, sentences):
+    for beam_size in (1, 5):
+        result = translator.translate(sentences[:5], translator.options(beam_size=beam_size), with_attention=True)
+        for t in result:
+            assert t.attention.shape == (len(t.target_pieces) + 1, len(t.source_pieces) + 1)
+            assert torch.allclose(t.attention.sum(1), torch.ones(t.attention.size(0)), atol=1e-4)
+
+
+def test_cli_translate_beam_n_best_and_attention_plots(tiny_run, tmp_path):
+    result = run_cli("translate", "--checkpoint", str(tiny_run / "checkpoints/best.pt"), "--beam-size", "4",
+                     "--n-best", "2", "--attention-plot", str(tmp_path / "plots"),
+                     stdin="Ein Hund läuft.\n\nZwei Männer spielen Fußball.\n")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [r[0] for r in rows] == ["1", "1", "2", "3", "3"]  # an empty line has one, empty, translation
+    assert float(rows[0][1]) >= float(rows[1][1]) and rows[0][2] != rows[1][2]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["000001.png", "000003.png"]
+
+
+def test_cli_translate_rejects_bad_decoding_options(tiny_run):
+    result = run_cli("translate", "--checkpoint", str(tiny_run / "checkpoints/best.pt"), "--beam-size", "2",
+                     "--n-best", "3", stdin="Hallo\n")
+    assert result.returncode == 2 and "n_best" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_json_report(tiny_run, tmp_path):
+    src, ref = tmp_path / "src.de", tmp_path / "ref.en"
+    src.write_text("\n".join(read_lines(MULTI30K / "val.de.gz")[:30]) + "\n", encoding="utf-8")
+    ref.write_text("\n".join(read_lines(MULTI30K / "val.en.gz")[:30]) + "\n", encoding="utf-8")
+    result = run_cli("evaluate", "--checkpoint", str(tiny_run / "checkpoints/best.pt"), "--src", str(src),
+                     "--ref", str(ref), "--beam-size", "3", "--json", "--output", str(tmp_path / "hyp.en"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for metric in ("bleu", "chrf", "ter"):
+        assert 0 <= report[metric]["score"] <= 200 and report[metric]["signature"] in report["signature"][metric]
+    assert report["bleu"]["score"] > 1 and report["sentences"] == 30 and report["seconds"] > 0
+    assert len((tmp_path / "hyp.en").read_text(encoding="utf-8").splitlines()) == 30
+
+
+def test_evaluate_rejects_mismatched_files(tiny_run, tmp_path):
+    (tmp_path / "a").write_text("eins\nzwei\n")
+    (tmp_path / "b").write_text("one\n")
+    result = run_cli("evaluate", "--checkpoint", str(tiny_run / "checkpoints/best.pt"), "--src", str(tmp_path / "a"),
+                     "--ref", str(tmp_path / "b"), "--metrics", "bleu")
+    assert result.returncode == 2 and "lines" in result.stderr
+    result = run_cli("evaluate", "--checkpoint", str(tiny_run / "checkpoints/best.pt"), "--src", str(tmp_path / "a"),
+                     "--ref", str(tmp_path / "a"), "--metrics", "bleu,meteor")
+    assert result.returncode == 2 and "--metrics" in result.stderr
+
+
+def test_score_prefers_the_model_translation_to_a_wrong_one(tiny_run, translator, tmp_path):
+    sources = ["Ein Hund läuft.", "Zwei Männer spielen Fußball."]
+    own = [t.text for t in translator.translate(sources, translator.options(beam_size=1))]
+    (tmp_path / "src").write_text("\n".join(sources * 2) + "\n", encoding="utf-8")
+    (tmp_path / "tgt").write_text("\n".join(own + own[::-1]) + "\n", encoding="utf-8")
+    result = run_cli("score", "--checkpoint", str(tiny_run / "checkpoints/best.pt"), "--src", str(tmp_path / "src"),
+                     "--tgt", str(tmp_path / "tgt"))
+    assert result.returncode == 0, result.stderr
+    totals = [float(line.split("\t")[0]) for line in result.stdout.splitlines()]
+    assert len(totals) == 4 and totals[0] > totals[2] and totals[1] > totals[3]
+    greedy = translator.translate(sources, translator.options(beam_size=1, length_penalty=0))
+    assert totals[0] == pytest.approx(greedy[0].score, abs=1e-3)  # forced decoding agrees with search
+
+
+def test_average_checkpoints(tiny_run, tmp_path):
+    from seq2seq.checkpoint import read_checkpoint
+
+    steps = sorted((tiny_run / "checkpoints").glob("step_*.pt"))
+    assert len(steps) == 2
+    result = run_cli("average", str(tiny_run / "checkpoints"), "--output", str(tmp_path / "avg.pt"))
+    assert result.returncode == 0, result.stderr
+    payloads = [read_checkpoint(p) for p in steps]
+    averaged = read_checkpoint(tmp_path / "avg.pt")
+    name = "encoder.embedding.weight"
+    expected = (payloads[0]["model"][name] + payloads[1]["model"][name]) / 2
+    assert torch.allclose(averaged["model"][name], expected, atol=1e-6)
+    assert averaged["train_state"] is None
+    result = run_cli("translate", "--checkpoint", str(tmp_path / "avg.pt"), stdin="Ein Hund läuft.\n")
+    assert result.returncode == 0 and result.stdout.strip()
