@@ -1,10 +1,12 @@
-# `make run`: set up, fetch data, train the quick-start model if none exists, translate examples.
-# `make test`: set up and run the test suite.
+# `make run`: set up, fetch data, train the quick-start model if none exists, then serve it on :8000.
+# `make test`: set up (Chromium included, for the page test) and run the test suite.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SHARED_DATA := ../shared/data/multi30k
 CKPT := runs/quickstart/checkpoints/best.pt
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 $(BIN)/seq2seq: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,10 +24,18 @@ $(CKPT): | data/multi30k/train.de.gz
 	$(BIN)/seq2seq train configs/quickstart.yaml
 
 run: $(CKPT)
-	printf 'Ein Hund läuft über eine Wiese.\nZwei Männer spielen Fußball im Park.\nEine Frau liest ein Buch.\n' \
+	printf 'Ein Hund läuft über eine Wiese.\nZwei Männer spielen Fußball im Park.\n' \
 	  | $(BIN)/seq2seq translate --checkpoint $(CKPT)
+	$(BIN)/seq2seq serve --checkpoint $(CKPT) --host $(HOST) --port $(PORT)
 
-test: setup
+# Debian's Chromium and its driver, for the test that drives the page in a real headless browser.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromedriver >/dev/null || { $(SUDO) apt-get update -q >/dev/null && \
+	  $(SUDO) apt-get install -y -q chromium chromium-driver >/dev/null; } || \
+	  echo "could not install chromium: the browser test will be skipped"
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
-.PHONY: setup run test
+.PHONY: setup run test browser

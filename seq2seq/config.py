@@ -108,7 +108,7 @@ class DecodeConfig(Section):
 
     beam_size: int = Field(default=5, ge=1, le=64, description="1 is greedy search")
     n_best: int = Field(default=1, ge=1, description="hypotheses returned per sentence, at most beam_size")
-    length_penalty: float = Field(default=0.6, ge=0, le=5, description="GNMT alpha: score / ((5 + len) / 6) ** alpha")
+    length_penalty: float = Field(default=1.0, ge=0, le=5, description="GNMT alpha: score / ((5 + len) / 6) ** alpha")
     max_length_ratio: float = Field(default=2.0, gt=0, le=10, description="longest output = ratio × source pieces + extra")
     max_length_extra: int = Field(default=5, ge=0, le=1000)
     min_length: int = Field(default=0, ge=0, description="target pieces before the end of sentence is allowed")

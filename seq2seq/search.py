@@ -133,10 +133,8 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
         state = state.reorder(rows)
         tokens = next_tokens.view(-1)
 
-        # A sentence is done when its n best are finished; its remaining live beams are dropped so that
-        # it ends exactly as it would alone, whatever else shares the batch.
-        done |= finished[:, : options.n_best].all(1) & top_ranking[:, : options.n_best].isfinite().all(1)
-        done |= ~top_ranking.isfinite().any(1)
+        done |= _cannot_improve(scores, lengths, finished, limits, options) | ~top_ranking.isfinite().any(1)
+        # A done sentence's live beams are dropped, so it ends exactly as it would alone in its batch.
         scores = scores.masked_fill(done.unsqueeze(1) & ~finished, float("-inf"))
         finished |= done.unsqueeze(1)
         if bool(done.all()):
@@ -144,6 +142,20 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
 
     final = scores / length_penalty(lengths, options.length_penalty)
     return _backtrack(history, final, src_lengths, options.n_best)
+
+
+def _cannot_improve(scores: torch.Tensor, lengths: torch.Tensor, finished: torch.Tensor, limits: torch.Tensor,
+                    options: DecodeConfig) -> torch.Tensor:
+    """(B,) true where n_best hypotheses are finished and no live beam can still beat the n-th of them.
+
+    A live beam's log-probability only falls as it grows, so the best normalised score it can still
+    reach is its score divided by the length penalty at the longest allowed length.
+    """
+    alpha = options.length_penalty
+    finished_scores = (scores / length_penalty(lengths, alpha)).masked_fill(~finished, float("-inf"))
+    nth_best = finished_scores.topk(options.n_best, dim=1).values[:, -1]  # (B,)
+    best_reachable = (scores / length_penalty(limits, alpha).unsqueeze(1)).masked_fill(finished, float("-inf"))
+    return nth_best.isfinite() & (best_reachable.max(1).values <= nth_best)
 
 
 def _backtrack(history: list, final_scores: torch.Tensor, src_lengths: torch.Tensor,

@@ -118,10 +118,13 @@ def add_libretranslate_routes(app: FastAPI, state) -> None:
             answer.alternatives = alts if as_list else alts[0]
         return answer
 
-    @app.api_route("/languages", methods=["GET", "POST"], response_model=list[Language], tags=["libretranslate"],
-                   summary="languages and the targets each translates into")
     async def languages() -> list[dict]:
         return state.require_models().languages()
+
+    for method in ("GET", "POST"):  # LibreTranslate answers both
+        app.add_api_route("/languages", languages, methods=[method], response_model=list[Language],
+                          tags=["libretranslate"], summary="languages and the targets each translates into",
+                          operation_id=f"languages_{method.lower()}")
 
     @app.post("/detect", response_model=list[Detection], tags=["libretranslate"],
               summary="identify the language among the served source languages")

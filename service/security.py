@@ -21,6 +21,8 @@ class RateLimiter:
     def allow(self, key: str) -> bool:
         now = time.monotonic()
         with self.lock:
+            if len(self.recent) > 10_000:  # forget idle clients, so memory stays bounded
+                self.recent = {k: w for k, w in self.recent.items() if w and now - w[-1] < 60.0}
             window = self.recent.setdefault(key, deque())
             while window and now - window[0] >= 60.0:
                 window.popleft()

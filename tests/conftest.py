@@ -56,3 +56,44 @@ def toy_tokenizer(small_corpus):
 
     src, tgt = small_corpus
     return train_tokenizer(src + tgt, TokenizerConfig(vocab_size=300))
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tiny_run: Path) -> str:
+    return str(tiny_run / "checkpoints/best.pt")
+
+
+@pytest.fixture(scope="session")
+def registry(checkpoint):
+    """The tiny model loaded once for the service tests."""
+    from service.models import ModelRegistry
+
+    return ModelRegistry.load({"de-en": checkpoint}, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def live_server(registry):
+    """A real uvicorn server on a free loopback port, for real clients (httpx, libretranslatepy, a browser)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import ServiceSettings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(ServiceSettings(), registry), host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

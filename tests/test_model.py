@@ -6,7 +6,6 @@ from seq2seq.config import ModelConfig
 from seq2seq.data import PAD, collate
 from seq2seq.model import build_model
 from seq2seq.model.attention import build_attention
-from seq2seq.model.decoder import Bridge
 from seq2seq.train import token_loss_sum
 
 V_SRC, V_TGT = 50, 60

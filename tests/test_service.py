@@ -1,33 +1,17 @@
 """The HTTP service: native and LibreTranslate APIs, dynamic batching under concurrency, errors, operations."""
 import asyncio
-import json
-import socket
-import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.models import ModelRegistry
 from service.settings import ServiceSettings, settings_from
 from tests.conftest import run_cli
 
 SENTENCES = ["Ein Hund läuft über die Wiese.", "Zwei Männer spielen Fußball.", "Eine Frau liest ein Buch.",
              "Ein kleines Mädchen isst einen Apfel.", "Drei Kinder springen in einen See."]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tiny_run: Path) -> str:
-    return str(tiny_run / "checkpoints/best.pt")
-
-
-@pytest.fixture(scope="module")
-def registry(checkpoint) -> ModelRegistry:
-    return ModelRegistry.load({"de-en": checkpoint}, device="cpu")
 
 
 def client_for(registry, **settings) -> TestClient:
@@ -38,25 +22,6 @@ def client_for(registry, **settings) -> TestClient:
 def client(registry):
     with client_for(registry) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def live_server(registry):
-    """A real uvicorn server on a free loopback port, for real clients."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(ServiceSettings(), registry), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_native_api_translates_in_order_and_agrees_with_the_cli(client, checkpoint):
@@ -258,3 +223,39 @@ def test_serve_cli_rejects_bad_checkpoints_and_settings(tmp_path):
 def test_page_is_served(client):
     page = client.get("/")
     assert page.status_code == 200 and "/v1/translate" in page.text and "<script>" in page.text
+
+
+def test_sigterm_lets_in_flight_requests_finish(checkpoint):
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "seq2seq", "serve", "--checkpoint", checkpoint, "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        answers = []
+        slow = threading.Thread(target=lambda: answers.append(httpx.post(
+            url + "/v1/translate", json={"text": SENTENCES * 12, "beam_size": 10}, timeout=60)))
+        slow.start()
+        time.sleep(0.3)  # the request is being decoded
+        server.send_signal(signal.SIGTERM)
+        slow.join(timeout=60)
+        assert answers and answers[0].status_code == 200
+        assert len(answers[0].json()["translations"]) == len(SENTENCES) * 12
+        # uvicorn re-raises the signal once it has shut down gracefully, so -SIGTERM is a clean exit here
+        assert server.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in server.stderr.read()
+    finally:
+        server.kill()

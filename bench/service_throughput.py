@@ -1,0 +1,151 @@
+"""Service throughput and latency under concurrent clients, against offline batch translation of the same
+sentences with the same settings, measured side by side in one run.
+
+    python -m bench.service_throughput --checkpoint runs/multi30k_de_en/checkpoints/best.pt [--clients 1 8 32]
+
+Each client sends one sentence per request and waits for the answer before sending the next. Reports
+sentences/s, p50/p95/p99 latency, the server's peak resident memory, and service/offline throughput;
+each figure is the median of --repeats runs, offline and service runs interleaved.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from seq2seq.data import read_lines
+from seq2seq.translate import Translator
+
+DEFAULT_SOURCE = Path("data/multi30k/test_2016_flickr.de.gz")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(checkpoint: str, port: int, threads: int | None) -> subprocess.Popen:
+    env = {**os.environ, "SEQ2SEQ_QUEUE_SENTENCES": "100000"}
+    if threads:
+        env["SEQ2SEQ_THREADS"] = str(threads)
+    process = subprocess.Popen([sys.executable, "-m", "seq2seq", "serve", "--checkpoint", checkpoint, "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not become ready")
+
+
+def peak_memory_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def run_clients(url: str, sentences: list[str], clients: int, beam_size: int) -> tuple[float, list[float]]:
+    """All sentences through `clients` concurrent one-sentence-at-a-time clients → (seconds, latencies)."""
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for sentence in sentences:
+        queue.put_nowait(sentence)
+    latencies: list[float] = []
+
+    async def client(http: httpx.AsyncClient):
+        while not queue.empty():
+            sentence = queue.get_nowait()
+            started = time.perf_counter()
+            response = await http.post("/v1/translate", json={"text": sentence, "beam_size": beam_size})
+            response.raise_for_status()
+            latencies.append(time.perf_counter() - started)
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        return time.perf_counter() - started, latencies
+
+
+def mean_batch_size(url: str) -> float:
+    """Sentences per decoding batch over the whole run, from the server's own metrics."""
+    values = {}
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(("seq2seq_batch_sentences_sum", "seq2seq_batch_sentences_count")):
+            name, value = line.split()
+            values[name] = float(value)
+    return values["seq2seq_batch_sentences_sum"] / max(values["seq2seq_batch_sentences_count"], 1)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--source", default=str(DEFAULT_SOURCE))
+    parser.add_argument("--sentences", type=int, default=500)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--server-threads", type=int, help="torch threads in the server (default: all cores)")
+    args = parser.parse_args()
+
+    sentences = read_lines(args.source)[: args.sentences]
+    translator = Translator(args.checkpoint, device="cpu")
+    options = translator.options(beam_size=args.beam_size)
+    port = free_port()
+    server = start_server(args.checkpoint, port, args.server_threads)
+    url = f"http://127.0.0.1:{port}"
+    results: dict = {"sentences": len(sentences), "beam_size": args.beam_size, "clients": {}}
+    try:
+        asyncio.run(run_clients(url, sentences[:50], 8, args.beam_size))  # warm-up
+        offline_runs, service_runs = [], {c: [] for c in args.clients}
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            translator.translate(sentences, options)
+            offline_runs.append(len(sentences) / (time.perf_counter() - started))
+            for clients in args.clients:
+                seconds, latencies = asyncio.run(run_clients(url, sentences, clients, args.beam_size))
+                service_runs[clients].append((len(sentences) / seconds, latencies))
+        offline = statistics.median(offline_runs)
+        results["offline_sentences_per_s"] = round(offline, 1)
+        for clients, runs in service_runs.items():
+            throughput = statistics.median(r[0] for r in runs)
+            latencies = [lat for r in runs for lat in r[1]]
+            results["clients"][clients] = {
+                "sentences_per_s": round(throughput, 1), "vs_offline": round(throughput / offline, 3),
+                "p50_ms": round(1000 * percentile(latencies, 0.50), 1),
+                "p95_ms": round(1000 * percentile(latencies, 0.95), 1),
+                "p99_ms": round(1000 * percentile(latencies, 0.99), 1)}
+        results["server_peak_mb"] = round(peak_memory_mb(server.pid), 1)
+        results["mean_batch_sentences"] = round(mean_batch_size(url), 1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print(f"offline batch: {results['offline_sentences_per_s']} sent/s (beam {args.beam_size}, {len(sentences)} sentences)")
+    print("clients | sent/s | vs offline | p50 ms | p95 ms | p99 ms")
+    for clients, r in results["clients"].items():
+        print(f"{clients:7d} | {r['sentences_per_s']:6.1f} | {r['vs_offline']:10.2f} | {r['p50_ms']:6.1f} | "
+              f"{r['p95_ms']:6.1f} | {r['p99_ms']:6.1f}")
+    print(f"server peak memory: {results['server_peak_mb']} MB; mean batch: {results['mean_batch_sentences']} sentences")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
