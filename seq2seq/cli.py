@@ -57,8 +57,6 @@ def _write_translation(out, index: int, translation, n_best: int) -> None:
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from tqdm import tqdm
 
     from seq2seq.plot import plot_attention
@@ -70,7 +68,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
     if plot_dir:
         plot_dir.mkdir(parents=True, exist_ok=True)
     source = _open_input(args.input)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    out = _open_output(args.output)
     try:
         stream = tqdm(translator.translate_stream(source, options=options, with_attention=plot_dir is not None),
                       unit="sent", disable=not args.input, desc="translating",
@@ -97,8 +95,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     metrics = parse_metrics(args.metrics)
     for path in (args.src, args.ref):
-        if not Path(path).is_file():
-            raise UserError(f"file not found: {path}")
+        _existing(path)
     translator = Translator(args.checkpoint, device=args.device, batch_tokens=args.batch_size)
     options = _decode_options(translator, args)
     hyp_out = open(args.output, "w", encoding="utf-8") if args.output else None
@@ -127,7 +124,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     loaded = translator.loaded
     scores = score_pairs(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, sources, targets,
                          translator.device, args.batch_size)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    out = _open_output(args.output)
     for total, tokens in scores:
         out.write(f"{total:.4f}\t{total / max(tokens, 1):.4f}\n")
     if args.output:
