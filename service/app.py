@@ -83,8 +83,9 @@ class ServiceState:
 
 
 async def _wait_for_disconnect(request: Request) -> None:
-    while not await request.is_disconnected():
-        await asyncio.sleep(0.05)
+    """Returns when the client goes away: once the body is read, the next ASGI message is the disconnect."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def create_app(settings: ServiceSettings, registry: Optional[ModelRegistry] = None) -> FastAPI:
