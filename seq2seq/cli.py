@@ -151,13 +151,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from service.app import create_app, load_registry
     from service.settings import settings_from
 
-    models = {path: path for path in args.checkpoint}
+    models = {}
     for assignment in args.model:
         label, _, path = assignment.partition("=")
         if not path:
             raise UserError(f"--model expects SRC-TGT=CHECKPOINT, got {assignment!r}")
         models[label] = path
-    settings = settings_from({"models": models, "models_dir": args.models_dir, "host": args.host, "port": args.port,
+    settings = settings_from({"models": models, "checkpoints": args.checkpoint, "models_dir": args.models_dir, "host": args.host, "port": args.port,
                               "device": args.device, "threads": args.threads, "api_keys": args.api_key})
     registry = load_registry(settings)  # before listening: a bad checkpoint is a one-line error, exit 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")

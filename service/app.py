@@ -14,9 +14,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import ValidationError
-
 from seq2seq.config import DecodeConfig
+from seq2seq.errors import UserError
 from seq2seq.translate import Translation
 from service.batcher import Batcher, Overloaded
 from service.metrics import Metrics
@@ -52,12 +51,11 @@ class ServiceState:
             raise HTTPException(400, str(err)) from None
 
     def decode_options(self, model: ServedModel, **overrides) -> DecodeConfig:
-        settings = model.translator.loaded.config.decode.model_dump()
-        settings.update({k: v for k, v in overrides.items() if v is not None})
+        """The model's decoding defaults with the request's overrides; 422 when they do not fit together."""
         try:
-            return DecodeConfig(**settings)
-        except ValidationError as err:
-            raise HTTPException(422, f"invalid decoding options: {err.errors()[0]['msg']}") from None
+            return model.translator.options(**overrides)
+        except UserError as err:
+            raise HTTPException(422, str(err)) from None
 
     async def translate(self, request: Request, model: ServedModel, texts: list[str], options: DecodeConfig,
                         with_attention: bool = False) -> list[Translation]:
@@ -123,10 +121,10 @@ def create_app(settings: ServiceSettings, registry: Optional[ModelRegistry] = No
 
 def load_registry(settings: ServiceSettings) -> ModelRegistry:
     """The models named in the settings (explicit ones, then those in models_dir), loaded."""
-    checkpoints = dict(settings.models)
+    unnamed = list(settings.checkpoints)
     if settings.models_dir:
-        checkpoints.update({str(path): str(path) for path in checkpoints_in_folder(settings.models_dir)})
-    return ModelRegistry.load(checkpoints, settings.device, settings.batch_max_tokens)
+        unnamed += [str(path) for path in checkpoints_in_folder(settings.models_dir)]
+    return ModelRegistry.load(settings.models, settings.device, settings.batch_max_tokens, unnamed)
 
 
 def _load_registry(state: ServiceState) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from seq2seq.errors import UserError
 from seq2seq.translate import Translator
@@ -50,15 +50,16 @@ class ModelRegistry:
             self.by_pair[pair] = model
 
     @classmethod
-    def load(cls, checkpoints: dict[str, str], device: str = "auto", batch_tokens: int = 6000) -> "ModelRegistry":
-        """Load each checkpoint once. Keys are labels; one like 'de-en' must match the checkpoint's languages."""
-        if not checkpoints:
+    def load(cls, named: dict[str, str], device: str = "auto", batch_tokens: int = 6000,
+             unnamed: Sequence[str] = ()) -> "ModelRegistry":
+        """Load each checkpoint once. A `named` one ('de-en' → path) must translate the pair it is named for."""
+        if not named and not unnamed:
             raise UserError("no model to serve: give --checkpoint, --model SRC-TGT=CKPT or --models-dir")
         models = []
-        for label, path in checkpoints.items():
+        for label, path in [*named.items(), *((None, path) for path in unnamed)]:
             translator = Translator(path, device=device, batch_tokens=batch_tokens)
             pair = f"{translator.src_lang}-{translator.tgt_lang}"
-            if "-" in label and "/" not in label and label != pair:
+            if label is not None and label != pair:
                 raise UserError(f"--model {label}={path}: that checkpoint translates {pair}")
             models.append(ServedModel(pair, translator.src_lang, translator.tgt_lang, str(path), translator))
         return cls(models)

@@ -16,7 +16,9 @@ class ServiceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: dict[str, str] = Field(default_factory=dict,
-                                   description="'src-tgt' or a name → checkpoint path; env: 'de-en=/m/a.pt,en-fr=/m/b.pt'")
+                                   description="'src-tgt' → checkpoint path; env: 'de-en=/m/a.pt,en-fr=/m/b.pt'")
+    checkpoints: list[str] = Field(default_factory=list, description="checkpoints served under their own "
+                                   "language pair; env: '/m/a.pt,/m/b.pt'")
     models_dir: Optional[str] = Field(default=None, description="serve every *.pt in this folder (env for containers)")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -45,7 +47,7 @@ class ServiceSettings(BaseModel):
             return dict(_split_assignment(item) for item in value.split(",") if item.strip())
         return value
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("checkpoints", "api_keys", "cors_origins", mode="before")
     @classmethod
     def _parse_list(cls, value):
         if isinstance(value, str):
