@@ -1,7 +1,10 @@
 """Checkpoints: one self-contained file, written atomically, loaded without executing pickled code."""
 from __future__ import annotations
 
+import io
 import os
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -10,11 +13,19 @@ import torch
 
 from seq2seq.config import Config, config_from_dict
 from seq2seq.errors import UserError
+from seq2seq.faults import fault_point
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.tokenizer import Tokenizer
 
 FORMAT = "seq2seq-checkpoint"
-VERSION = 1
+VERSION = 1  # the checkpoint layout; bump it when a key changes meaning, and list the readable ones below
+READABLE_VERSIONS = (1,)
+REQUIRED_KEYS = ("config", "languages", "model", "tokenizers")
+TMP_MARK = ".tmp"  # temporary files are '.NAME.tmpPID': hidden, and never matching *.pt
+
+
+class CheckpointWriteError(UserError):
+    """A checkpoint could not be written (full disk, read-only folder); the previous file is untouched."""
 
 
 def make_checkpoint(config: Config, model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer,
@@ -33,29 +44,92 @@ def make_checkpoint(config: Config, model: Seq2Seq, src_tok: Tokenizer, tgt_tok:
 
 
 def save_checkpoint(payload: dict, path: str | Path) -> None:
-    """Write to a temporary file in the same folder, then rename: a reader never sees half a file."""
+    """Write `payload` so that `path` always holds either the old file or the whole new one.
+
+    The bytes go to a temporary file in the same folder, are flushed to the disk, and only then renamed
+    over `path`: a crash, a kill or a full disk at any moment leaves the previous checkpoint intact.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)  # serialised in memory, so write errors surface as OSError with an errno
+    data = buffer.getbuffer()
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            # Two halves, with the fault point between them: where a crash leaves a half-written file.
+            f.write(data[: len(data) // 2])
+            f.flush()
+            fault_point("checkpoint-write")
+            f.write(data[len(data) // 2:])
+            f.flush()
+            os.fsync(f.fileno())  # on the disk before the rename makes it the checkpoint
+        os.replace(tmp, path)
+        _fsync_folder(path.parent)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointWriteError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files a killed writer left behind (never a checkpoint itself)."""
+    stale = [p for p in Path(folder).glob(f".*.pt{TMP_MARK}*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Load and check a checkpoint file; anything else is a UserError with one clear line."""
+    """Load and check a checkpoint file; anything else is a UserError with one clear line.
+
+    torch.load(weights_only=True) unpickles only tensors and plain containers, so a file crafted to run
+    code when unpickled is refused before any of it runs.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols; the one line below says enough
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        blocked = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line or "reduce" in line]
+        if blocked:  # the file asks to import or call something: a checkpoint never does
+            raise UserError(f"{path} refused: it holds pickled code or objects, not just tensors and plain data "
+                            f"({blocked[0][:120]})") from None
+        raise UserError(f"{path} is not a seq2seq checkpoint (unreadable pickle data)") from None
     except Exception as err:  # noqa: BLE001 - any parse failure of an untrusted file means 'not a checkpoint'
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path} is not a seq2seq checkpoint ({first_line[:120]})") from None
+        raise UserError(f"{path} is not a seq2seq checkpoint, or is truncated ({_first_line(err)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path} is not a seq2seq checkpoint (no '{FORMAT}' marker)")
-    if payload.get("version", 0) > VERSION:
-        raise UserError(f"{path} was written by a newer version (format {payload['version']} > {VERSION})")
+    version = payload.get("version")
+    if version not in READABLE_VERSIONS:
+        newer = " (written by a newer seq2seq)" if isinstance(version, int) and version > VERSION else ""
+        raise UserError(f"{path} has incompatible checkpoint format version {version!r}{newer}; "
+                        f"this seq2seq reads version {', '.join(map(str, READABLE_VERSIONS))}")
+    missing = [key for key in REQUIRED_KEYS if not isinstance(payload.get(key), dict)]
+    if missing:
+        raise UserError(f"{path} is a damaged seq2seq checkpoint (missing {', '.join(missing)})")
     return payload
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:120]
 
 
 @dataclass
@@ -68,11 +142,16 @@ class LoadedModel:
 
 
 def model_from_checkpoint(payload: dict, device: torch.device | str = "cpu") -> LoadedModel:
+    """Rebuild the model and tokenizers; a checkpoint whose parts do not fit together is a UserError."""
     config = config_from_dict(payload["config"])
-    src_tok = Tokenizer(payload["tokenizers"]["source"])
-    tgt_tok = Tokenizer(payload["tokenizers"]["target"])
-    model = build_model(config.model, src_tok.vocab_size, tgt_tok.vocab_size)
-    model.load_state_dict(payload["model"])
+    try:
+        src_tok = Tokenizer(payload["tokenizers"]["source"])
+        tgt_tok = Tokenizer(payload["tokenizers"]["target"])
+        model = build_model(config.model, src_tok.vocab_size, tgt_tok.vocab_size)
+        model.load_state_dict(payload["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as err:
+        raise UserError(f"damaged seq2seq checkpoint: its tokenizers or weights do not match its config "
+                        f"({_first_line(err)})") from None
     model.to(device).eval()
     return LoadedModel(config, model, src_tok, tgt_tok, payload.get("metrics", {}))
 

@@ -29,7 +29,7 @@ def _open_input(path: Optional[str]):
     if not path:
         return sys.stdin
     try:
-        return open_text(path)
+        return open_text(path, errors="replace")  # a stray byte becomes U+FFFD, as on stdin, not a crash
     except OSError as err:
         raise UserError(f"cannot read {path}: {err.strerror}") from None
 
@@ -37,7 +37,7 @@ def _open_input(path: Optional[str]):
 def _count_lines(path: str) -> Optional[int]:
     from seq2seq.data import open_text
 
-    with open_text(path) as f:
+    with open_text(path, errors="replace") as f:
         return sum(1 for _ in f)
 
 

@@ -13,17 +13,20 @@ from seq2seq.errors import UserError
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
 
-def open_text(path: str | Path):
+def open_text(path: str | Path, errors: str = "strict"):
     """Open a UTF-8 text file for reading, transparently un-gzipping `.gz` files."""
     path = Path(path)
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8", errors=errors)
+    return open(path, encoding="utf-8", errors=errors)
 
 
 def read_lines(path: str | Path) -> list[str]:
-    with open_text(path) as f:
-        return [line.rstrip("\n") for line in f]
+    try:
+        with open_text(path) as f:
+            return [line.rstrip("\n") for line in f]
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text ({err.reason})") from None
 
 
 def _side_file(prefix: str, lang: str) -> Path:

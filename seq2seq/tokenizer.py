@@ -2,12 +2,22 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import Iterable, Sequence
 
 import sentencepiece as spm
 
 from seq2seq.config import TokenizerConfig
 from seq2seq.data import BOS, EOS, PAD, UNK
+
+# Lone UTF-16 surrogates are valid in a Python str (JSON's "\ud800" decodes to one) but not in UTF-8,
+# and SentencePiece raises on them; they become U+FFFD, as a UTF-8 decoder would make them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD, so any str can be encoded."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 class Tokenizer:
@@ -22,13 +32,13 @@ class Tokenizer:
         return self._sp.get_piece_size()
 
     def encode(self, text: str) -> list[int]:
-        return self._sp.encode(text)
+        return self._sp.encode(clean_text(text))
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return self._sp.encode(list(texts))
+        return self._sp.encode([clean_text(t) for t in texts])
 
     def pieces(self, text: str) -> list[str]:
-        return self._sp.encode(text, out_type=str)
+        return self._sp.encode(clean_text(text), out_type=str)
 
     def ids_to_pieces(self, ids: Sequence[int]) -> list[str]:
         return [self._sp.id_to_piece(i) for i in ids]

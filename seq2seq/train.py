@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from seq2seq.checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
+from seq2seq.checkpoint import (CheckpointWriteError, make_checkpoint, read_checkpoint, remove_stale_temporaries,
+                                save_checkpoint)
 from seq2seq.config import Config, DecodeConfig
 from seq2seq.data import PAD, ParallelDataset, clean_pairs, keep_pair, read_parallel
 from seq2seq.errors import UserError
+from seq2seq.faults import fault_point
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.plot import plot_learning_curve
 from seq2seq.schedule import LRSchedule
@@ -112,6 +114,9 @@ class Trainer:
         resume_payload = self._resume_payload() if resume else None
         if resume_payload is None and (self.ckpt_dir / "last.pt").exists():
             raise UserError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --run-dir")
+        for stale in remove_stale_temporaries(self.ckpt_dir) if self.ckpt_dir.is_dir() else []:
+            log.info("removed %s, left half-written by an interrupted run", stale.name)
+        self.saved_step: Optional[int] = resume_payload["train_state"]["progress"]["step"] if resume_payload else None
         tokenizers = None
         if resume_payload:
             tokenizers = (Tokenizer(resume_payload["tokenizers"]["source"]), Tokenizer(resume_payload["tokenizers"]["target"]))
@@ -126,6 +131,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         if resume_payload:
             self._restore(resume_payload)
+        else:  # a run killed before its first checkpoint starts over: forget what it logged
+            (run_dir / "metrics.jsonl").write_text("")
         log.info("model: %.2fM parameters on %s", sum(p.numel() for p in self.model.parameters()) / 1e6, self.device)
 
     # --- set-up -----------------------------------------------------------------------------------
@@ -170,10 +177,18 @@ class Trainer:
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
         """Train until max_steps / max_epochs / max_minutes or early stopping; return the last validation."""
+        bar = tqdm(total=self.config.train.max_steps, initial=self.progress.step, unit="step", dynamic_ncols=True,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0)  # sparse in log files
+        try:
+            stop_reason = self._train_until_stopped(bar)
+        finally:
+            bar.close()  # now, not at exit: an error's one line must come after the bar, not before it
+        log.info("stopped: %s; best %s at step %d", stop_reason, self._best_text(), self.progress.best_step)
+        return self.progress.history[-1]
+
+    def _train_until_stopped(self, bar: tqdm) -> str:
         t = self.config.train
         p = self.progress
-        bar = tqdm(total=t.max_steps, initial=p.step, unit="step", dynamic_ncols=True,
-                   mininterval=1.0 if sys.stderr.isatty() else 30.0)  # sparse in log files
         started, window_tokens, window_time = time.time() - p.elapsed_seconds, 0, 0.0
         stop_reason = None
         while stop_reason is None:
@@ -192,7 +207,7 @@ class Trainer:
                     stop_reason = self._validate(window_tokens / max(window_time, 1e-9)) or stop_reason
                     window_tokens, window_time = 0, 0.0
                 elif p.step % (t.save_every or t.valid_every) == 0:
-                    self._save_last()
+                    self._save_checkpoints()
                 if stop_reason:
                     break
             else:
@@ -201,9 +216,7 @@ class Trainer:
                     stop_reason = f"reached max_epochs={t.max_epochs}"
                     if not p.history or p.history[-1]["step"] != p.step:
                         self._validate(window_tokens / max(window_time, 1e-9))
-        bar.close()
-        log.info("stopped: %s; best %s at step %d", stop_reason, self._best_text(), p.best_step)
-        return p.history[-1]
+        return stop_reason
 
     def _budget_exhausted(self) -> Optional[str]:
         t, p = self.config.train, self.progress
@@ -238,6 +251,7 @@ class Trainer:
         tokens = batch.num_tgt_tokens
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss_sum / tokens).backward()
+        fault_point("train-step")
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
         self.scaler.step(self.optimizer)
@@ -249,6 +263,7 @@ class Trainer:
         """Validate, log, plot, checkpoint; return a reason to stop early, if any."""
         p, t = self.progress, self.config.train
         valid_loss = validation_loss(self.model, self.data.valid, self.device)
+        fault_point("validation")
         hyps = translate_texts(self.model, self.data.src_tokenizer, self.data.tgt_tokenizer, self.data.valid_src,
                                device=self.device, options=DecodeConfig(beam_size=1, max_length_ratio=t.valid_max_length_ratio))
         bleu = sacrebleu.corpus_bleu([h.text for h in hyps], [self.data.valid_ref]).score
@@ -271,10 +286,7 @@ class Trainer:
                  p.step, record["epoch"], record["train_loss"], valid_loss, record["valid_ppl"], bleu, record["lr"],
                  tokens_per_sec, " | new best" if improved else "")
         self._write_metrics(record)
-        self._save_last(step_copy=True)
-        if improved:
-            save_checkpoint(make_checkpoint(self.config, self.model, self.data.src_tokenizer, self.data.tgt_tokenizer,
-                                            metrics=record), self.ckpt_dir / "best.pt")
+        self._save_checkpoints(best=improved, step_copy=True)
         if p.stalled_validations >= t.early_stopping.patience:
             return f"early stopping: {t.early_stopping.metric} did not improve for {p.stalled_validations} validations"
         return None
@@ -291,13 +303,20 @@ class Trainer:
         return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
                 "scaler": self.scaler.state_dict(), "progress": asdict(self.progress), "rng": rng}
 
-    def _save_last(self, step_copy: bool = False) -> None:
-        """Save last.pt; at validations also step_N.pt, keeping the newest `keep_last` of those."""
+    def _save_checkpoints(self, best: bool = False, step_copy: bool = False) -> None:
+        """Save last.pt; at validations also best.pt (when improved) and step_N.pt, keeping the newest
+        `keep_last` of those. last.pt goes last: it is what --resume reads, so once it names this step
+        every other file of this step is already complete, and a crash before it replays the step."""
+        if best:
+            save_checkpoint(make_checkpoint(self.config, self.model, self.data.src_tokenizer, self.data.tgt_tokenizer,
+                                            metrics=self.progress.history[-1]), self.ckpt_dir / "best.pt")
         payload = make_checkpoint(self.config, self.model, self.data.src_tokenizer, self.data.tgt_tokenizer,
                                   self._train_state(), self.progress.history[-1] if self.progress.history else None)
-        save_checkpoint(payload, self.ckpt_dir / "last.pt")
         if step_copy:
             save_checkpoint(payload, self.ckpt_dir / f"step_{self.progress.step}.pt")
+        save_checkpoint(payload, self.ckpt_dir / "last.pt")
+        self.saved_step = self.progress.step
+        if step_copy:
             old = sorted(self.ckpt_dir.glob("step_*.pt"), key=lambda f: int(f.stem.split("_")[1]))
             for stale in old[: -self.config.train.keep_last]:
                 stale.unlink()
@@ -309,6 +328,14 @@ class Trainer:
         return f"BLEU {best:.2f}" if self.config.train.early_stopping.metric == "bleu" else f"valid loss {-best:.3f}"
 
 
+class _QuietFileHandler(logging.FileHandler):
+    """train.log; when the disk is full the same lines still reach stderr, so a failed write is skipped
+    instead of printing a logging traceback over the one clear error."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def setup_logging(run_dir: Path) -> None:
     """Log to run_dir/train.log and to stderr (through tqdm, so the progress bar stays intact)."""
     class TqdmHandler(logging.Handler):
@@ -318,7 +345,7 @@ def setup_logging(run_dir: Path) -> None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     log.handlers.clear()
-    for handler in (logging.FileHandler(run_dir / "train.log", encoding="utf-8"), TqdmHandler()):
+    for handler in (_QuietFileHandler(run_dir / "train.log", encoding="utf-8"), TqdmHandler()):
         handler.setFormatter(fmt)
         log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -326,9 +353,30 @@ def setup_logging(run_dir: Path) -> None:
 
 
 def train(config: Config, run_dir: Optional[str] = None, resume: bool = False) -> dict:
-    """Train a model as configured; returns the last validation record."""
+    """Train a model as configured; returns the last validation record.
+
+    A write that fails (full disk, read-only run directory) stops training with one UserError line;
+    checkpoints are replaced atomically, so the last good one stays and --resume continues from it.
+    """
     path = Path(run_dir or config.run_dir)
-    setup_logging(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "config.yaml").write_text(json.dumps(config.model_dump(mode="json"), indent=2), encoding="utf-8")
-    return Trainer(config, path, resume).run()
+    try:
+        setup_logging(path)
+        (path / "config.yaml").write_text(json.dumps(config.model_dump(mode="json"), indent=2), encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"cannot write to the run directory {path}: {err.strerror or err}") from None
+    trainer: Optional[Trainer] = None
+    try:
+        trainer = Trainer(config, path, resume)
+        return trainer.run()
+    except (CheckpointWriteError, OSError) as err:
+        raise UserError(_stopped_message(trainer, err)) from None
+
+
+def _stopped_message(trainer: Optional[Trainer], err: OSError | CheckpointWriteError) -> str:
+    """One line: where training stopped, why, and which checkpoint survives."""
+    reason = str(err) if isinstance(err, CheckpointWriteError) else f"{err.strerror or err}: {err.filename}"
+    if trainer is None:
+        return f"training could not start: {reason}"
+    kept = (f"the last good checkpoint ({trainer.ckpt_dir / 'last.pt'}, step {trainer.saved_step}) is kept"
+            if trainer.saved_step is not None else "no checkpoint had been written yet")
+    return f"training stopped at step {trainer.progress.step}: {reason}; {kept}"
