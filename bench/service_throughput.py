@@ -52,32 +52,66 @@ def start_server(checkpoint: str, port: int, threads: int | None) -> subprocess.
 
 
 def peak_memory_mb(pid: int) -> float:
+    """Peak resident memory of the server and its children (the decoder process), summed: an upper bound."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += peak_memory_mb(int(child))
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+            total += int(line.split()[1]) / 1024
+    return total
 
 
-async def run_clients(url: str, sentences: list[str], clients: int, beam_size: int) -> tuple[float, list[float]]:
+class KeepAliveClient:
+    """One HTTP/1.1 keep-alive connection that POSTs JSON and reads the answer: a load generator far
+    lighter than a general client, so the clients take less of the CPU the server also runs on."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post_json(self, path: str, payload: dict) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        body = json.dumps(payload).encode()
+        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(head[0].split()[1])
+        length = next(int(line.split(":", 1)[1]) for line in head if line.lower().startswith("content-length:"))
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
+async def run_clients(port: int, sentences: list[str], clients: int, beam_size: int) -> tuple[float, list[float]]:
     """All sentences through `clients` concurrent one-sentence-at-a-time clients → (seconds, latencies)."""
     queue: asyncio.Queue[str] = asyncio.Queue()
     for sentence in sentences:
         queue.put_nowait(sentence)
     latencies: list[float] = []
 
-    async def client(http: httpx.AsyncClient):
-        while not queue.empty():
-            sentence = queue.get_nowait()
-            started = time.perf_counter()
-            response = await http.post("/v1/translate", json={"text": sentence, "beam_size": beam_size})
-            response.raise_for_status()
-            latencies.append(time.perf_counter() - started)
+    async def client() -> None:
+        connection = KeepAliveClient("127.0.0.1", port)
+        try:
+            while not queue.empty():
+                sentence = queue.get_nowait()
+                started = time.perf_counter()
+                status, body = await connection.post_json("/v1/translate", {"text": sentence, "beam_size": beam_size})
+                if status != 200:
+                    raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
+                latencies.append(time.perf_counter() - started)
+        finally:
+            await connection.close()
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        return time.perf_counter() - started, latencies
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return time.perf_counter() - started, latencies
 
 
 def mean_batch_size(url: str) -> float:
@@ -114,14 +148,14 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     results: dict = {"sentences": len(sentences), "beam_size": args.beam_size, "clients": {}}
     try:
-        asyncio.run(run_clients(url, sentences[:50], 8, args.beam_size))  # warm-up
+        asyncio.run(run_clients(port, sentences[:50], 8, args.beam_size))  # warm-up
         offline_runs, service_runs = [], {c: [] for c in args.clients}
         for _ in range(args.repeats):
             started = time.perf_counter()
             translator.translate(sentences, options)
             offline_runs.append(len(sentences) / (time.perf_counter() - started))
             for clients in args.clients:
-                seconds, latencies = asyncio.run(run_clients(url, sentences, clients, args.beam_size))
+                seconds, latencies = asyncio.run(run_clients(port, sentences, clients, args.beam_size))
                 service_runs[clients].append((len(sentences) / seconds, latencies))
         offline = statistics.median(offline_runs)
         results["offline_sentences_per_s"] = round(offline, 1)

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Optional
 
-import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,11 +17,13 @@ from seq2seq.config import DecodeConfig
 from seq2seq.errors import UserError
 from seq2seq.translate import Translation
 from service.batcher import Batcher, Overloaded
+from service.decoder import DecoderFailed, DecoderProcess
 from service.metrics import Metrics
 from service.models import ModelRegistry, ServedModel, UnknownLanguagePair, checkpoints_in_folder
 from service.schemas import Alternative, TranslateResponse, TranslationOut, translate_request_model
 from service.security import AccessGuard
 from service.settings import ServiceSettings
+from service.timeouts import BodyReadTimeout
 
 access_log = logging.getLogger("seq2seq.access")
 PAGE = Path(__file__).parent / "static" / "index.html"
@@ -38,6 +39,13 @@ class ServiceState:
         self.metrics = Metrics()
         self.batcher = Batcher(self.metrics, settings.batch_wait_ms, settings.batch_max_tokens, settings.queue_sentences)
         self.guard = AccessGuard(settings.api_keys, settings.rate_limit_per_minute)
+
+    def start_decoding(self, registry: ModelRegistry) -> None:
+        """Start the decoder process with the registry's models and the batcher that feeds it."""
+        decoder = DecoderProcess({m.name: m.checkpoint for m in registry.models}, self.settings.device,
+                                 self.settings.batch_max_tokens, self.settings.threads)
+        decoder.start()
+        self.batcher.start(decoder)
 
     def require_models(self) -> ModelRegistry:
         if self.registry is None:
@@ -75,6 +83,8 @@ class ServiceState:
         except Overloaded as err:
             self.metrics.rejected.labels("overloaded").inc()
             raise HTTPException(503, f"server busy ({err}); retry shortly", headers={"Retry-After": "1"}) from None
+        except DecoderFailed as err:
+            raise HTTPException(503, f"translation failed: {err}; retry shortly", headers={"Retry-After": "1"}) from None
         except asyncio.TimeoutError:
             self.metrics.rejected.labels("timeout").inc()
             raise HTTPException(504, f"translation took longer than {self.settings.request_timeout_s:g} s") from None
@@ -92,11 +102,11 @@ def create_app(settings: ServiceSettings, registry: Optional[ModelRegistry] = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        torch.set_num_threads(settings.threads or torch.get_num_threads())
-        state.batcher.start()
         loader = None
         if state.registry is None:
             loader = asyncio.ensure_future(asyncio.to_thread(_load_registry, state))
+        else:
+            await asyncio.to_thread(state.start_decoding, state.registry)
         yield
         if loader:
             loader.cancel()
@@ -109,6 +119,7 @@ def create_app(settings: ServiceSettings, registry: Optional[ModelRegistry] = No
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["*"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyReadTimeout, seconds=settings.body_timeout_s)  # outside the size limit: it reads too
     app.add_middleware(ObserveRequests, metrics=state.metrics)
     _add_error_handlers(app)
     _add_operations_routes(app, state)
@@ -129,7 +140,9 @@ def load_registry(settings: ServiceSettings) -> ModelRegistry:
 
 def _load_registry(state: ServiceState) -> None:
     try:
-        state.registry = load_registry(state.settings)
+        registry = load_registry(state.settings)
+        state.start_decoding(registry)
+        state.registry = registry  # ready only now
     except Exception:  # noqa: BLE001 - logged; /ready stays 503 and says why
         logging.getLogger("seq2seq.service").exception("loading models failed")
 

@@ -1,5 +1,5 @@
 """Dynamic batching: concurrent requests are gathered for a few milliseconds (or until a token budget is
-full) and decoded together in one worker thread, so the event loop never blocks on the model."""
+full) and handed as one batch to the decoder process by a worker thread, so the event loop never blocks."""
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +12,7 @@ from typing import Optional
 
 from seq2seq.config import DecodeConfig
 from seq2seq.translate import Translation
+from service.decoder import DecoderProcess
 from service.metrics import Metrics
 from service.models import ServedModel
 
@@ -55,9 +56,12 @@ class Batcher:
         self.queued_sentences = 0
         self.lock = threading.Lock()
         self.thread: Optional[threading.Thread] = None
+        self.decoder: Optional[DecoderProcess] = None
 
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="decoder", daemon=True)
+    def start(self, decoder: DecoderProcess) -> None:
+        """Begin handing batches to `decoder` (already started)."""
+        self.decoder = decoder
+        self.thread = threading.Thread(target=self._run, name="batcher", daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
@@ -66,6 +70,9 @@ class Batcher:
             self.queue.put(None)
             self.thread.join()
             self.thread = None
+        if self.decoder:
+            self.decoder.stop()
+            self.decoder = None
 
     async def translate(self, model: ServedModel, texts: list[str], options: DecodeConfig,
                         with_attention: bool, timeout: float) -> list[Translation]:
@@ -134,13 +141,18 @@ class Batcher:
             return
         texts = [text for job in live for text in job.texts]
         model = live[0].model
+        started = time.perf_counter()
         try:
-            results = model.translator.translate(texts, live[0].options, with_attention=live[0].with_attention)
+            results = self.decoder.translate(model.name, texts, live[0].options, live[0].with_attention)
         except Exception as err:  # noqa: BLE001 - handed to each waiting request, which answers for it
-            log.exception("decoding failed")
+            log.error("decoding failed: %s", err)
             for job in live:
                 job.loop.call_soon_threadsafe(_settle, job.future, None, err)
             return
+        seconds = time.perf_counter() - started
+        log.debug("batch: %d sentences from %d requests, waited %.1f ms, decoded in %.1f ms", len(texts), len(live),
+                  1000 * (started - live[0].queued_at), 1000 * seconds)
+        self.metrics.decode_seconds.observe(seconds)
         self.metrics.batch_sentences.observe(len(texts))
         self.metrics.batch_requests.observe(len(live))
         self.metrics.sentences.labels(model.name).inc(len(texts))

@@ -18,6 +18,8 @@ class Metrics:
                                          buckets=BATCH_BUCKETS, registry=r)
         self.batch_requests = Histogram("seq2seq_batch_requests", "requests per decoding batch",
                                         buckets=BATCH_BUCKETS, registry=r)
+        self.decode_seconds = Histogram("seq2seq_batch_decode_seconds", "time the decoder spent on each batch",
+                                        buckets=LATENCY_BUCKETS, registry=r)
         self.queue_sentences = Gauge("seq2seq_queue_sentences", "sentences waiting to be decoded", registry=r)
         self.sentences = Counter("seq2seq_sentences_translated_total", "sentences translated", ["model"], registry=r)
         self.tokens = Counter("seq2seq_target_tokens_total", "target subword tokens produced", ["model"], registry=r)

@@ -76,6 +76,18 @@ def test_concurrent_requests_each_get_their_own_answer(live_server, client):
     assert float(batches[0].split()[-1]) < float(total[0].split()[-1])  # requests were batched together
 
 
+def test_a_dead_decoder_process_is_restarted(registry):
+    with client_for(registry) as c:
+        before = c.post("/v1/translate", json={"text": SENTENCES[0]}).json()["translations"][0]["text"]
+        decoder = c.app.state.service.batcher.decoder
+        decoder.process.kill()  # as the kernel's out-of-memory killer would
+        decoder.process.join()
+        response = c.post("/v1/translate", json={"text": SENTENCES[0]})
+        assert response.status_code == 200, response.text
+        assert response.json()["translations"][0]["text"] == before
+        assert c.get("/health").status_code == 200
+
+
 def test_invalid_fields_and_json_get_422(client):
     assert client.post("/v1/translate", json={"text": "x", "beam_size": 0}).status_code == 422
     assert client.post("/v1/translate", json={"text": "x", "beam_size": 1000}).status_code == 422
