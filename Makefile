@@ -1,5 +1,6 @@
 # `make run`: set up, fetch data, train the quick-start model if none exists, then serve it on :8000.
 # `make test`: set up (Chromium included, for the page test) and run the test suite.
+# `make container-smoke`: build the image and prove it translates (podman, root; minutes, so not in CI).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -38,4 +39,12 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest -q
 
-.PHONY: setup run test browser
+# The image, started with a real run's checkpoints folder (best.pt, last.pt, step_*.pt) mounted at /models.
+TINY_CKPT := runs/tiny/checkpoints/best.pt
+$(TINY_CKPT): | data/multi30k/train.de.gz
+	$(BIN)/seq2seq train configs/tiny.yaml
+
+container-smoke: $(TINY_CKPT)
+	$(SUDO) deploy/container-smoke.sh runs/tiny/checkpoints
+
+.PHONY: setup run test browser container-smoke
