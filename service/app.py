@@ -12,7 +12,7 @@ from typing import Optional
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from seq2seq.config import DecodeConfig
 from seq2seq.errors import UserError
 from seq2seq.translate import Translation
@@ -62,8 +62,8 @@ class ServiceState:
         """The model's decoding defaults with the request's overrides; 422 when they do not fit together."""
         try:
             return model.translator.options(**overrides)
-        except UserError as err:
-            raise HTTPException(422, str(err)) from None
+        except UserError as err:  # shaped like the body's own validation errors, as /openapi.json documents
+            raise RequestValidationError([{"type": "value_error", "loc": ("body",), "msg": str(err)}]) from None
 
     async def translate(self, request: Request, model: ServedModel, texts: list[str], options: DecodeConfig,
                         with_attention: bool = False) -> list[Translation]:
@@ -159,7 +159,7 @@ def _add_operations_routes(app: FastAPI, state: ServiceState) -> None:
             return JSONResponse({"status": "loading"}, status_code=503)
         return JSONResponse({"status": "ready", "models": [f"{m.source}-{m.target}" for m in state.registry.models]})
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -41,6 +41,8 @@ async def read_fields(request: Request) -> dict[str, Any]:
             body = json.loads(await request.body() or b"{}")
         except (ValueError, UnicodeDecodeError):
             raise HTTPException(400, "invalid request: body is not valid JSON") from None
+        except RecursionError:  # json's parser recurses once per nesting level
+            raise HTTPException(400, "invalid request: JSON nested too deeply") from None
         if not isinstance(body, dict):
             raise HTTPException(400, "invalid request: JSON body must be an object")
         fields.update(body)
@@ -61,6 +63,8 @@ def _texts(fields: dict[str, Any], max_sentences: int, max_chars: int) -> tuple[
     texts = q if as_list else [q]
     if not all(isinstance(t, str) for t in texts):
         raise HTTPException(400, "invalid request: q must be a string or a list of strings")
+    if not texts:
+        raise HTTPException(400, "invalid request: q is an empty list")
     if len(texts) > max_sentences:
         raise HTTPException(400, f"invalid request: at most {max_sentences} texts per request")
     if any(len(t) > max_chars for t in texts):
@@ -147,7 +151,9 @@ def _int_field(fields: dict, name: str, low: int, high: int) -> int:
     value = fields.get(name, low)
     try:
         number = int(value)
-    except (TypeError, ValueError):
+        if isinstance(value, bool) or (isinstance(value, float) and number != value):
+            raise ValueError(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         raise HTTPException(400, f"invalid request: {name} must be an integer") from None
     if not low <= number <= high:
         raise HTTPException(400, f"invalid request: {name} must be between {low} and {high}")

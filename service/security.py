@@ -56,4 +56,6 @@ def presented_key(request: Request, body_key: Optional[str] = None) -> Optional[
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip()
+    if body_key is not None and not isinstance(body_key, str):  # e.g. a JSON list: never a key
+        return None
     return body_key or request.query_params.get("api_key")

@@ -34,6 +34,7 @@ class ServiceSettings(BaseModel):
     batch_max_tokens: int = Field(default=6000, gt=0, description="source tokens per decoding batch")
     queue_sentences: int = Field(default=2048, gt=0, description="sentences waiting at most; beyond, 503")
     request_timeout_s: float = Field(default=30.0, gt=0)
+    body_timeout_s: float = Field(default=10.0, gt=0, description="a request body must arrive within this, else 408")
     # Access control, off by default.
     api_keys: list[str] = Field(default_factory=list, description="when set, every translation needs one")
     rate_limit_per_minute: Optional[int] = Field(default=None, gt=0, description="requests per key (or client)")

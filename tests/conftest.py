@@ -4,7 +4,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -71,29 +73,35 @@ def registry(checkpoint):
     return ModelRegistry.load({"de-en": checkpoint}, device="cpu")
 
 
-@pytest.fixture(scope="session")
-def live_server(registry):
-    """A real uvicorn server on a free loopback port, for real clients (httpx, libretranslatepy, a browser)."""
+@contextmanager
+def serve_in_thread(app) -> Iterator[str]:
+    """A real uvicorn server for `app` on a free loopback port, in a thread; yields its base URL."""
     import socket
     import threading
     import time
 
     import uvicorn
 
-    from service.app import create_app
-    from service.settings import ServiceSettings
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(ServiceSettings(), registry), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    for _ in range(200):
+    for _ in range(600):
         if server.started:
             break
         time.sleep(0.05)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server(registry):
+    """A real uvicorn server on a free loopback port, for real clients (httpx, libretranslatepy, a browser)."""
+    from service.app import create_app
+    from service.settings import ServiceSettings
+
+    with serve_in_thread(create_app(ServiceSettings(), registry)) as url:
+        yield url
