@@ -18,6 +18,7 @@ from seq2seq.errors import UserError
 from seq2seq.translate import Translation
 from service.batcher import Batcher, Overloaded
 from service.decoder import DecoderFailed, DecoderProcess
+from service.fairness import translate_in_turns
 from service.metrics import Metrics
 from service.models import ModelRegistry, ServedModel, UnknownLanguagePair, checkpoints_in_folder
 from service.schemas import Alternative, TranslateResponse, TranslationOut, translate_request_model
@@ -68,8 +69,8 @@ class ServiceState:
     async def translate(self, request: Request, model: ServedModel, texts: list[str], options: DecodeConfig,
                         with_attention: bool = False) -> list[Translation]:
         """Through the batcher; dropped if the client disconnects; 503 when overloaded, 504 on timeout."""
-        work = asyncio.ensure_future(self.batcher.translate(model, texts, options, with_attention,
-                                                            self.settings.request_timeout_s))
+        work = asyncio.ensure_future(translate_in_turns(self.batcher, model, texts, options, with_attention,
+                                                        self.settings.request_timeout_s, self.settings.batch_max_tokens))
         watcher = asyncio.ensure_future(_wait_for_disconnect(request))
         try:
             await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
