@@ -89,7 +89,7 @@ schema = schemathesis.openapi.from_dict(create_app(ServiceSettings(**LIMITS)).op
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_route_against_its_own_openapi_schema(case, server):
     """No 5xx, and every answer matches the schema's declared shape and content type."""
     case.call_and_validate(base_url=server, timeout=60,

@@ -33,7 +33,7 @@ def _assert_clean(report) -> None:
 
 
 def test_64_clients_short(server, greedy):
-    report = run_load(server, greedy, clients=64, seconds=8, max_requests=5000, beam_size=1)
+    report = run_load(server, greedy, clients=64, seconds=6, max_requests=5000, beam_size=1)
     _assert_clean(report)
     assert report.requests >= 128
     assert report.memory_growth_mb() < 50, report.summary()
@@ -72,7 +72,7 @@ def test_overload_sheds_fast_503s_keeps_health_and_recovers(server, greedy):
     poller = threading.Thread(target=_poll_health, args=(server.url, stop, health))
     poller.start()
     try:
-        report = run_load(server, beam5, clients=64, seconds=6, max_requests=5000, sentences_per_request=16,
+        report = run_load(server, beam5, clients=64, seconds=5, max_requests=5000, sentences_per_request=16,
                           beam_size=5)
     finally:
         stop.set()
