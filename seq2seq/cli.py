@@ -12,11 +12,13 @@ from seq2seq.errors import UserError
 
 def cmd_train(args: argparse.Namespace) -> None:
     from seq2seq.config import load_config
+    from seq2seq.distributed import world_from_env
     from seq2seq.train import train
 
     config = load_config(args.config, args.set)
     record = train(config, args.run_dir, args.resume)
-    print(f"final validation: step {record['step']}, valid loss {record['valid_loss']:.3f}, BLEU {record['bleu']:.2f}")
+    if world_from_env().is_main:  # under torchrun, once
+        print(f"final validation: step {record['step']}, valid loss {record['valid_loss']:.3f}, BLEU {record['bleu']:.2f}")
 
 
 def _open_output(path: Optional[str]):

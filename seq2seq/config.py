@@ -69,6 +69,9 @@ class EarlyStoppingConfig(Section):
 
 class TrainConfig(Section):
     batch_tokens: int = Field(default=3000, gt=0, description="target tokens per batch (padding included)")
+    accumulate: int = Field(default=1, ge=1, le=1024,
+                            description="batches per optimizer step (per rank under torchrun): an effective batch "
+                                        "of accumulate × ranks × batch_tokens")
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)

@@ -151,6 +151,21 @@ class ParallelDataset:
             if index >= start:
                 yield index, collate([self.src_ids[i] for i in indices], [self.tgt_ids[i] for i in indices])
 
+    def iterate_steps(self, epoch: int, start: int = 0, accumulate: int = 1, rank: int = 0,
+                      world_size: int = 1) -> Iterator[tuple[int, list[Batch]]]:
+        """Yield (position in epoch after the step, this rank's micro-batches) for one optimizer step each.
+
+        A step takes the next `accumulate × world_size` batches of the epoch's order; rank r takes every
+        world_size-th of them, starting at the r-th. Every rank computes the same order, so the ranks stay
+        in lockstep, and a shorter tail is dropped so they all take the same number of steps. With one
+        rank and no accumulation this is `iterate` one batch at a time.
+        """
+        order = self.epoch_batches(epoch)
+        group = accumulate * world_size
+        for first in range(start, len(order) - group + 1, group):
+            mine = order[first + rank: first + group: world_size]
+            yield first + group, [collate([self.src_ids[i] for i in ix], [self.tgt_ids[i] for i in ix]) for ix in mine]
+
     def ordered_batches(self) -> Iterator[Batch]:
         """Unshuffled batches for validation loss."""
         lengths = ([len(s) for s in self.src_ids], [len(t) for t in self.tgt_ids])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
 import time
 from contextlib import nullcontext
@@ -16,12 +15,15 @@ from typing import Optional
 import sacrebleu
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from seq2seq import distributed
 from seq2seq.checkpoint import (CheckpointWriteError, make_checkpoint, read_checkpoint, remove_stale_temporaries,
                                 save_checkpoint)
 from seq2seq.config import Config, DecodeConfig
-from seq2seq.data import PAD, ParallelDataset, clean_pairs, keep_pair, read_parallel
+from seq2seq.data import PAD, Batch, ParallelDataset, clean_pairs, keep_pair, read_parallel
+from seq2seq.distributed import SINGLE, World
 from seq2seq.errors import UserError
 from seq2seq.faults import fault_point
 from seq2seq.model import Seq2Seq, build_model
@@ -106,23 +108,30 @@ def validation_loss(model: Seq2Seq, data: ParallelDataset, device: torch.device)
 class Trainer:
     """Owns one run: model, optimizer, schedule and progress; `run()` trains until a stop condition."""
 
-    def __init__(self, config: Config, run_dir: Path, resume: bool = False):
-        self.config, self.run_dir = config, run_dir
+    def __init__(self, config: Config, run_dir: Path, resume: bool = False, world: World = SINGLE):
+        self.config, self.run_dir, self.world = config, run_dir, world
         self.ckpt_dir = run_dir / "checkpoints"
-        self.device = resolve_device(config.train.device)
-        torch.set_num_threads(config.train.threads or os.cpu_count() or 1)
-        resume_payload = self._resume_payload() if resume else None
-        if resume_payload is None and (self.ckpt_dir / "last.pt").exists():
-            raise UserError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --run-dir")
-        for stale in remove_stale_temporaries(self.ckpt_dir) if self.ckpt_dir.is_dir() else []:
-            log.info("removed %s, left half-written by an interrupted run", stale.name)
-        self.saved_step: Optional[int] = resume_payload["train_state"]["progress"]["step"] if resume_payload else None
+        self.device = distributed.start(world, resolve_device(config.train.device))
+        torch.set_num_threads(distributed.default_threads(world, config.train.threads))
+        resume_payload = self._resume_payload() if resume and world.is_main else None
+        if world.is_main:
+            self._check_run_dir(resume_payload)
         tokenizers = None
         if resume_payload:
             tokenizers = (Tokenizer(resume_payload["tokenizers"]["source"]), Tokenizer(resume_payload["tokenizers"]["target"]))
-        self.data = prepare_data(config, tokenizers)
+        if world.is_main:
+            self.data = prepare_data(config, tokenizers)
+        # Every rank continues from rank 0's checkpoint and tokenizers (read or trained once, on rank 0),
+        # so other nodes need neither the run directory nor a SentencePiece training of their own.
+        resume_payload, protos = distributed.broadcast_from_main(
+            world, (resume_payload, self._tokenizer_protos() if world.is_main else None), self.device)
+        if not world.is_main:
+            self.data = prepare_data(config, (Tokenizer(protos[0]), Tokenizer(protos[1])))
+        self.saved_step: Optional[int] = resume_payload["train_state"]["progress"]["step"] if resume_payload else None
         torch.manual_seed(config.seed)
         self.model = build_model(config.model, self.data.src_tokenizer.vocab_size, self.data.tgt_tokenizer.vocab_size).to(self.device)
+        if world.distributed:  # different dropout on each rank; the model above is the same on all
+            torch.manual_seed(config.seed * world.size + world.rank)
         self.optimizer = self._make_optimizer()
         self.schedule = LRSchedule(config.train)
         self.batches_per_epoch = max(1, len(self.data.train.epoch_batches(0)))  # near enough for every epoch
@@ -131,11 +140,29 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         if resume_payload:
             self._restore(resume_payload)
-        else:  # a run killed before its first checkpoint starts over: forget what it logged
+        elif world.is_main:  # a run killed before its first checkpoint starts over: forget what it logged
             (run_dir / "metrics.jsonl").write_text("")
-        log.info("model: %.2fM parameters on %s", sum(p.numel() for p in self.model.parameters()) / 1e6, self.device)
+        self.network = self._wrap_for_ranks()
+        log.info("model: %.2fM parameters on %s%s", sum(p.numel() for p in self.model.parameters()) / 1e6, self.device,
+                 f", rank 0 of {world.size}" if world.distributed else "")
 
     # --- set-up -----------------------------------------------------------------------------------
+    def _check_run_dir(self, resume_payload: Optional[dict]) -> None:
+        """Refuse to overwrite a run; remove temporaries a killed run left."""
+        if resume_payload is None and (self.ckpt_dir / "last.pt").exists():
+            raise UserError(f"{self.run_dir} already holds a run: pass --resume to continue it, or choose another --run-dir")
+        for stale in remove_stale_temporaries(self.ckpt_dir) if self.ckpt_dir.is_dir() else []:
+            log.info("removed %s, left half-written by an interrupted run", stale.name)
+
+    def _tokenizer_protos(self) -> tuple[bytes, bytes]:
+        return self.data.src_tokenizer.model_proto, self.data.tgt_tokenizer.model_proto
+
+    def _wrap_for_ranks(self) -> torch.nn.Module:
+        """The module the training step runs: under torchrun, DDP (gradients averaged across ranks)."""
+        if not self.world.distributed:
+            return self.model
+        return DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         t = self.config.train
         cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
@@ -167,18 +194,41 @@ class Trainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
-        torch.set_rng_state(state["rng"]["cpu"])
-        if torch.cuda.is_available() and state["rng"].get("cuda"):
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if self.world.distributed:
+            self._restore_rank_rng(state["rng"].get("ranks"))
+        else:
+            torch.set_rng_state(state["rng"]["cpu"])
+            if torch.cuda.is_available() and state["rng"].get("cuda"):
+                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         # Validations logged after the checkpoint was written are replayed, so drop them from the file.
-        (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.progress.history))
+        if self.world.is_main:
+            (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.progress.history))
         log.info("resumed at step %d (epoch %d, batch %d)", self.progress.step, self.progress.epoch, self.progress.batch_in_epoch)
+
+    def _restore_rank_rng(self, saved: Optional[list]) -> None:
+        """This rank's own RNG state, saved by the same number of ranks; else a fresh per-rank seed."""
+        if saved is None or len(saved) != self.world.size:
+            log.warning("--resume: the checkpoint was written by %s rank(s), not %d: dropout draws are not replayed",
+                        len(saved) if saved else 1, self.world.size)
+            torch.manual_seed(self.config.seed * self.world.size + self.world.rank + self.progress.step)
+            return
+        mine = saved[self.world.rank]
+        torch.set_rng_state(mine["cpu"])
+        if self.device.type == "cuda" and mine.get("cuda") is not None:
+            torch.cuda.set_rng_state(mine["cuda"], self.device)
+
+    def _rank_rng(self) -> dict:
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return rng
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
         """Train until max_steps / max_epochs / max_minutes or early stopping; return the last validation."""
         bar = tqdm(total=self.config.train.max_steps, initial=self.progress.step, unit="step", dynamic_ncols=True,
-                   mininterval=1.0 if sys.stderr.isatty() else 30.0)  # sparse in log files
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0,  # sparse in log files
+                   disable=not self.world.is_main)
         try:
             stop_reason = self._train_until_stopped(bar)
         finally:
@@ -192,13 +242,16 @@ class Trainer:
         started, window_tokens, window_time = time.time() - p.elapsed_seconds, 0, 0.0
         stop_reason = None
         while stop_reason is None:
-            for index, batch in self.data.train.iterate(p.epoch, p.batch_in_epoch):
+            steps = self.data.train.iterate_steps(p.epoch, p.batch_in_epoch, t.accumulate, self.world.rank, self.world.size)
+            for position, batches in steps:
                 step_start = time.time()
-                loss_sum, tokens = self._train_step(batch)
-                p.step, p.batch_in_epoch = p.step + 1, index + 1
+                loss_sum, tokens = self._train_step(batches)
+                loss_sum, elapsed = self._agree(loss_sum, time.time() - started)
+                window_time += time.time() - step_start
+                p.step, p.batch_in_epoch = p.step + 1, position
                 p.loss_sum, p.loss_tokens = p.loss_sum + loss_sum, p.loss_tokens + tokens
-                window_tokens, window_time = window_tokens + tokens, window_time + time.time() - step_start
-                p.elapsed_seconds = time.time() - started
+                window_tokens += tokens
+                p.elapsed_seconds = elapsed
                 bar.update(1)
                 bar.set_postfix(epoch=p.epoch + 1, loss=f"{loss_sum / tokens:.3f}", tok_s=f"{window_tokens / window_time:.0f}",
                                 refresh=False)
@@ -217,6 +270,14 @@ class Trainer:
                     if not p.history or p.history[-1]["step"] != p.step:
                         self._validate(window_tokens / max(window_time, 1e-9))
         return stop_reason
+
+    def _agree(self, loss_sum: float, elapsed: float) -> tuple[float, float]:
+        """The loss summed over ranks, and rank 0's clock: every rank then takes the same stop decisions."""
+        if not self.world.distributed:
+            return loss_sum, elapsed
+        total, main_elapsed = distributed.sum_over_ranks(self.world, [loss_sum, elapsed if self.world.is_main else 0.0],
+                                                         self.device)
+        return total, main_elapsed
 
     def _budget_exhausted(self) -> Optional[str]:
         t, p = self.config.train, self.progress
@@ -238,44 +299,60 @@ class Trainer:
             used.append((p.epoch + p.batch_in_epoch / self.batches_per_epoch) / t.max_epochs)
         return min(1.0, max(used))
 
-    def _train_step(self, batch) -> tuple[float, int]:
+    def _train_step(self, batches: list[Batch]) -> tuple[float, int]:
+        """One optimizer step over this rank's micro-batches; returns this rank's loss sum and the
+        target tokens of the whole step (all micro-batches of all ranks)."""
         t = self.config.train
-        batch = batch.to(self.device)
+        batches = [batch.to(self.device) for batch in batches]
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self.schedule.lr(self.progress.step, self._budget_used())
-        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
-        with autocast:
-            logits = self.model(batch.src, batch.src_lengths, batch.tgt_in, t.scheduled_sampling)
-            loss_sum = token_loss_sum(logits, batch.tgt_out, t.label_smoothing)
-        tokens = batch.num_tgt_tokens
+        tokens = self._step_tokens(batches)
+        # The gradient is that of the loss per token of the whole step, as one large batch would give;
+        # DDP averages gradients over ranks, so each rank's share is scaled up by the number of ranks.
+        divisor = tokens / self.world.size if self.world.distributed else tokens
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_sum / tokens).backward()
+        loss_sum = 0.0
+        for index, batch in enumerate(batches):
+            last = index == len(batches) - 1
+            with nullcontext() if last or not self.world.distributed else self.network.no_sync():
+                micro_loss = self._forward_loss(batch)
+                self.scaler.scale(micro_loss / divisor).backward()  # all-reduces gradients on the last one only
+            loss_sum += float(micro_loss.detach())
         fault_point("train-step")
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return float(loss_sum.detach()), tokens
+        return loss_sum, tokens
+
+    def _forward_loss(self, batch: Batch) -> torch.Tensor:
+        """Summed (label-smoothed) loss of one micro-batch, under autocast when mixed precision is on."""
+        t = self.config.train
+        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+        with autocast:
+            logits = self.network(batch.src, batch.src_lengths, batch.tgt_in, t.scheduled_sampling)
+            return token_loss_sum(logits, batch.tgt_out, t.label_smoothing)
+
+    def _step_tokens(self, batches: list[Batch]) -> int:
+        """Target tokens in this step's micro-batches, summed over ranks."""
+        local = sum(batch.num_tgt_tokens for batch in batches)
+        if not self.world.distributed:
+            return local
+        return int(distributed.sum_over_ranks(self.world, [float(local)], self.device)[0])
 
     # --- validation and checkpoints ----------------------------------------------------------------
     def _validate(self, tokens_per_sec: float) -> Optional[str]:
-        """Validate, log, plot, checkpoint; return a reason to stop early, if any."""
+        """Validate, log, plot, checkpoint; return a reason to stop early, if any.
+
+        Under torchrun rank 0 validates while the others wait for its record, which every rank then
+        applies alike (history, schedule, early stopping), so they keep taking the same decisions."""
         p, t = self.progress, self.config.train
-        valid_loss = validation_loss(self.model, self.data.valid, self.device)
-        fault_point("validation")
-        hyps = translate_texts(self.model, self.data.src_tokenizer, self.data.tgt_tokenizer, self.data.valid_src,
-                               device=self.device, options=DecodeConfig(beam_size=1, max_length_ratio=t.valid_max_length_ratio))
-        bleu = sacrebleu.corpus_bleu([h.text for h in hyps], [self.data.valid_ref]).score
-        record = {
-            "step": p.step, "epoch": round(p.epoch + p.batch_in_epoch / max(1, len(self.data.train.epoch_batches(p.epoch))), 3),
-            "train_loss": p.loss_sum / max(p.loss_tokens, 1), "valid_loss": valid_loss,
-            "valid_ppl": math.exp(min(valid_loss, 50.0)), "bleu": bleu, "lr": self.schedule.lr(p.step, self._budget_used()),
-            "tokens_per_sec": round(tokens_per_sec, 1), "elapsed_sec": round(p.elapsed_seconds, 1),
-        }
+        record = self._measure(tokens_per_sec) if self.world.is_main else None
+        record = distributed.broadcast_from_main(self.world, record, self.device)
         p.loss_sum, p.loss_tokens = 0.0, 0
         p.history.append(record)
-        score = bleu if t.early_stopping.metric == "bleu" else -valid_loss
+        score = record["bleu"] if t.early_stopping.metric == "bleu" else -record["valid_loss"]
         self.schedule.on_validation(score)
         improved = p.best_score is None or score > p.best_score
         if improved:
@@ -283,13 +360,29 @@ class Trainer:
         else:
             p.stalled_validations += 1
         log.info("step %d epoch %.2f | train %.3f valid %.3f ppl %.2f BLEU %.2f | lr %.2e | %.0f tok/s%s",
-                 p.step, record["epoch"], record["train_loss"], valid_loss, record["valid_ppl"], bleu, record["lr"],
-                 tokens_per_sec, " | new best" if improved else "")
-        self._write_metrics(record)
+                 p.step, record["epoch"], record["train_loss"], record["valid_loss"], record["valid_ppl"], record["bleu"],
+                 record["lr"], tokens_per_sec, " | new best" if improved else "")
+        if self.world.is_main:
+            self._write_metrics(record)
         self._save_checkpoints(best=improved, step_copy=True)
         if p.stalled_validations >= t.early_stopping.patience:
             return f"early stopping: {t.early_stopping.metric} did not improve for {p.stalled_validations} validations"
         return None
+
+    def _measure(self, tokens_per_sec: float) -> dict:
+        """Validation loss and greedy BLEU: the record that metrics.jsonl gets."""
+        p, t = self.progress, self.config.train
+        valid_loss = validation_loss(self.model, self.data.valid, self.device)
+        fault_point("validation")
+        hyps = translate_texts(self.model, self.data.src_tokenizer, self.data.tgt_tokenizer, self.data.valid_src,
+                               device=self.device, options=DecodeConfig(beam_size=1, max_length_ratio=t.valid_max_length_ratio))
+        bleu = sacrebleu.corpus_bleu([h.text for h in hyps], [self.data.valid_ref]).score
+        return {
+            "step": p.step, "epoch": round(p.epoch + p.batch_in_epoch / max(1, len(self.data.train.epoch_batches(p.epoch))), 3),
+            "train_loss": p.loss_sum / max(p.loss_tokens, 1), "valid_loss": valid_loss,
+            "valid_ppl": math.exp(min(valid_loss, 50.0)), "bleu": bleu, "lr": self.schedule.lr(p.step, self._budget_used()),
+            "tokens_per_sec": round(tokens_per_sec, 1), "elapsed_sec": round(p.elapsed_seconds, 1),
+        }
 
     def _write_metrics(self, record: dict) -> None:
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
@@ -297,21 +390,29 @@ class Trainer:
         plot_learning_curve(self.progress.history, self.run_dir / "learning_curve.png")
 
     def _train_state(self) -> dict:
+        """Optimizer, schedule, progress and RNG; under torchrun it gathers every rank's RNG, so all ranks call it."""
         rng = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        if self.world.distributed:
+            rng["ranks"] = distributed.gather_objects(self.world, self._rank_rng())
         return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
                 "scaler": self.scaler.state_dict(), "progress": asdict(self.progress), "rng": rng}
 
     def _save_checkpoints(self, best: bool = False, step_copy: bool = False) -> None:
         """Save last.pt; at validations also best.pt (when improved) and step_N.pt, keeping the newest
         `keep_last` of those. last.pt goes last: it is what --resume reads, so once it names this step
-        every other file of this step is already complete, and a crash before it replays the step."""
+        every other file of this step is already complete, and a crash before it replays the step.
+        Under torchrun every rank calls this (for the RNG states) and only rank 0 writes."""
+        train_state = self._train_state()
+        if not self.world.is_main:
+            self.saved_step = self.progress.step
+            return
         if best:
             save_checkpoint(make_checkpoint(self.config, self.model, self.data.src_tokenizer, self.data.tgt_tokenizer,
                                             metrics=self.progress.history[-1]), self.ckpt_dir / "best.pt")
         payload = make_checkpoint(self.config, self.model, self.data.src_tokenizer, self.data.tgt_tokenizer,
-                                  self._train_state(), self.progress.history[-1] if self.progress.history else None)
+                                  train_state, self.progress.history[-1] if self.progress.history else None)
         if step_copy:
             save_checkpoint(payload, self.ckpt_dir / f"step_{self.progress.step}.pt")
         save_checkpoint(payload, self.ckpt_dir / "last.pt")
@@ -336,20 +437,28 @@ class _QuietFileHandler(logging.FileHandler):
         pass
 
 
-def setup_logging(run_dir: Path) -> None:
-    """Log to run_dir/train.log and to stderr (through tqdm, so the progress bar stays intact)."""
+def setup_logging(run_dir: Path, world: World = SINGLE) -> None:
+    """Log to run_dir/train.log and to stderr (through tqdm, so the progress bar stays intact).
+    Under torchrun only rank 0 does; the other ranks print their warnings and errors to stderr."""
     class TqdmHandler(logging.Handler):
         def emit(self, record):
             tqdm.write(self.format(record))
 
+    log.handlers.clear()
+    log.propagate = False
+    if not world.is_main:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [rank {world.rank}] %(message)s",
+                                               "%Y-%m-%d %H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.WARNING)
+        return
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
     run_dir.mkdir(parents=True, exist_ok=True)
-    log.handlers.clear()
     for handler in (_QuietFileHandler(run_dir / "train.log", encoding="utf-8"), TqdmHandler()):
         handler.setFormatter(fmt)
         log.addHandler(handler)
     log.setLevel(logging.INFO)
-    log.propagate = False
 
 
 def train(config: Config, run_dir: Optional[str] = None, resume: bool = False) -> dict:
@@ -359,17 +468,21 @@ def train(config: Config, run_dir: Optional[str] = None, resume: bool = False) -
     checkpoints are replaced atomically, so the last good one stays and --resume continues from it.
     """
     path = Path(run_dir or config.run_dir)
+    world = distributed.world_from_env()  # several ranks under torchrun; one otherwise
     try:
-        setup_logging(path)
-        (path / "config.yaml").write_text(json.dumps(config.model_dump(mode="json"), indent=2), encoding="utf-8")
+        setup_logging(path, world)
+        if world.is_main:
+            (path / "config.yaml").write_text(json.dumps(config.model_dump(mode="json"), indent=2), encoding="utf-8")
     except OSError as err:
         raise UserError(f"cannot write to the run directory {path}: {err.strerror or err}") from None
     trainer: Optional[Trainer] = None
     try:
-        trainer = Trainer(config, path, resume)
+        trainer = Trainer(config, path, resume, world)
         return trainer.run()
     except (CheckpointWriteError, OSError) as err:
         raise UserError(_stopped_message(trainer, err)) from None
+    finally:
+        distributed.stop(world)
 
 
 def _stopped_message(trainer: Optional[Trainer], err: OSError | CheckpointWriteError) -> str:
