@@ -64,7 +64,8 @@ def cmd_translate(args: argparse.Namespace) -> None:
     from seq2seq.plot import plot_attention
     from seq2seq.translate import Translator
 
-    translator = Translator(args.checkpoint, device=args.device, batch_tokens=args.batch_size)
+    translator = Translator(args.checkpoint, device=args.device, batch_tokens=args.batch_size,
+                            quantize=args.quantize)
     options = _decode_options(translator, args)
     plot_dir = Path(args.attention_plot) if args.attention_plot else None
     if plot_dir:
@@ -98,7 +99,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     metrics = parse_metrics(args.metrics)
     for path in (args.src, args.ref):
         _existing(path)
-    translator = Translator(args.checkpoint, device=args.device, batch_tokens=args.batch_size)
+    translator = Translator(args.checkpoint, device=args.device, batch_tokens=args.batch_size,
+                            quantize=args.quantize)
     options = _decode_options(translator, args)
     hyp_out = open(args.output, "w", encoding="utf-8") if args.output else None
     try:
@@ -119,7 +121,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     from seq2seq.scoring import score_pairs
     from seq2seq.translate import Translator
 
-    translator = Translator(args.checkpoint, device=args.device)
+    translator = Translator(args.checkpoint, device=args.device, quantize=args.quantize)
     sources, targets = read_lines(_existing(args.src)), read_lines(_existing(args.tgt))
     if len(sources) != len(targets):
         raise UserError(f"--src has {len(sources)} lines but --tgt has {len(targets)}")
@@ -160,7 +162,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
             raise UserError(f"--model expects SRC-TGT=CHECKPOINT, got {assignment!r}")
         models[label] = path
     settings = settings_from({"models": models, "checkpoints": args.checkpoint, "models_dir": args.models_dir, "host": args.host, "port": args.port,
-                              "device": args.device, "threads": args.threads, "api_keys": args.api_key})
+                              "device": args.device, "threads": args.threads, "quantize": args.quantize,
+                              "api_keys": args.api_key})
     registry = load_registry(settings)  # before listening: a bad checkpoint is a one-line error, exit 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     print(f"serving {', '.join(m.name for m in registry.models)} on http://{settings.host}:{settings.port}",
@@ -233,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="default 8000 (SEQ2SEQ_PORT)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, help="torch CPU threads (default all cores)")
+    _add_quantize_argument(p)
     p.add_argument("--api-key", action="append", default=[], help="require this key (repeatable; SEQ2SEQ_API_KEYS)")
     p.set_defaults(func=cmd_serve)
 
@@ -248,6 +252,11 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--batch-size", type=int, default=4000, help="source tokens per batch")
+    _add_quantize_argument(p)
+
+
+def _add_quantize_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quantize", choices=["int8"], help="int8 dynamic quantization for faster CPU decoding")
 
 
 def _add_decoding_arguments(p: argparse.ArgumentParser) -> None:

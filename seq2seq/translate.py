@@ -14,6 +14,7 @@ from seq2seq.config import DecodeConfig, format_validation_error
 from seq2seq.data import collate
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
+from seq2seq.quantize import quantize_for_decoding
 from seq2seq.search import Hypothesis, search
 from seq2seq.tokenizer import Tokenizer
 
@@ -95,10 +96,12 @@ def translate_texts(model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, text
 class Translator:
     """A checkpoint loaded once for translation, on the chosen device, without gradient tracking."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto", batch_tokens: int = 4000):
+    def __init__(self, checkpoint: str | Path, device: str = "auto", batch_tokens: int = 4000,
+                 quantize: Optional[str] = None):
         self.device = resolve_device(device)
         self.loaded: LoadedModel = load_model(checkpoint, self.device)
-        self.batch_tokens = batch_tokens
+        self.loaded.model = quantize_for_decoding(self.loaded.model, quantize, self.device)
+        self.batch_tokens, self.quantize = batch_tokens, quantize
 
     @property
     def src_lang(self) -> str:

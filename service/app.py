@@ -44,7 +44,7 @@ class ServiceState:
     def start_decoding(self, registry: ModelRegistry) -> None:
         """Start the decoder process with the registry's models and the batcher that feeds it."""
         decoder = DecoderProcess({m.name: m.checkpoint for m in registry.models}, self.settings.device,
-                                 self.settings.batch_max_tokens, self.settings.threads)
+                                 self.settings.batch_max_tokens, self.settings.threads, self.settings.quantize)
         decoder.start()
         self.batcher.start(decoder)
 
@@ -136,7 +136,7 @@ def load_registry(settings: ServiceSettings) -> ModelRegistry:
     unnamed = list(settings.checkpoints)
     if settings.models_dir:
         unnamed += [str(path) for path in checkpoints_in_folder(settings.models_dir)]
-    return ModelRegistry.load(settings.models, settings.device, settings.batch_max_tokens, unnamed)
+    return ModelRegistry.load(settings.models, settings.device, settings.batch_max_tokens, unnamed, settings.quantize)
 
 
 def _load_registry(state: ServiceState) -> None:

@@ -25,9 +25,9 @@ class DecoderProcess:
     """Translates batches in a child process holding one Translator per served model."""
 
     def __init__(self, checkpoints: dict[str, str], device: str = "auto", batch_tokens: int = 6000,
-                 threads: Optional[int] = None):
+                 threads: Optional[int] = None, quantize: Optional[str] = None):
         self.checkpoints = checkpoints  # model name → checkpoint path
-        self.device, self.batch_tokens, self.threads = device, batch_tokens, threads
+        self.device, self.batch_tokens, self.threads, self.quantize = device, batch_tokens, threads, quantize
         self.process: Optional[multiprocessing.process.BaseProcess] = None
         self.connection: Optional[Connection] = None
 
@@ -37,7 +37,8 @@ class DecoderProcess:
         context = multiprocessing.get_context("spawn")
         self.connection, child_end = context.Pipe()
         self.process = context.Process(target=_serve, name="seq2seq-decoder", daemon=True,
-                                       args=(child_end, self.checkpoints, self.device, self.batch_tokens, self.threads))
+                                       args=(child_end, self.checkpoints, self.device, self.batch_tokens, self.threads,
+                                             self.quantize))
         self.process.start()
         child_end.close()
         self._reply()
@@ -82,7 +83,7 @@ class DecoderProcess:
 
 
 def _serve(connection: Connection, checkpoints: dict[str, str], device: str, batch_tokens: int,
-           threads: Optional[int]) -> None:
+           threads: Optional[int], quantize: Optional[str]) -> None:
     """The child's loop: load the models, then answer one batch at a time until told to stop."""
     import torch
 
@@ -91,7 +92,7 @@ def _serve(connection: Connection, checkpoints: dict[str, str], device: str, bat
     if threads:
         torch.set_num_threads(threads)
     try:
-        translators = {name: Translator(path, device=device, batch_tokens=batch_tokens)
+        translators = {name: Translator(path, device=device, batch_tokens=batch_tokens, quantize=quantize)
                        for name, path in checkpoints.items()}
     except Exception as err:  # noqa: BLE001 - reported to the parent, which says why it cannot start
         connection.send((False, f"decoder could not load the models: {err}"))

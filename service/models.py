@@ -51,13 +51,13 @@ class ModelRegistry:
 
     @classmethod
     def load(cls, named: dict[str, str], device: str = "auto", batch_tokens: int = 6000,
-             unnamed: Sequence[str] = ()) -> "ModelRegistry":
+             unnamed: Sequence[str] = (), quantize: Optional[str] = None) -> "ModelRegistry":
         """Load each checkpoint once. A `named` one ('de-en' → path) must translate the pair it is named for."""
         if not named and not unnamed:
             raise UserError("no model to serve: give --checkpoint, --model SRC-TGT=CKPT or --models-dir")
         models = []
         for label, path in [*named.items(), *((None, path) for path in unnamed)]:
-            translator = Translator(path, device=device, batch_tokens=batch_tokens)
+            translator = Translator(path, device=device, batch_tokens=batch_tokens, quantize=quantize)
             pair = f"{translator.src_lang}-{translator.tgt_lang}"
             if label is not None and label != pair:
                 raise UserError(f"--model {label}={path}: that checkpoint translates {pair}")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional
+from typing import Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -24,6 +24,7 @@ class ServiceSettings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
     threads: Optional[int] = Field(default=None, gt=0, description="torch CPU threads; default all cores")
+    quantize: Optional[Literal["int8"]] = Field(default=None, description="int8 dynamic quantization (CPU only)")
     # Request limits: all visible in /openapi.json through the request schemas.
     max_sentences: int = Field(default=64, gt=0, description="sentences per request")
     max_chars: int = Field(default=2000, gt=0, description="characters per sentence")

@@ -3,10 +3,13 @@ import json
 from pathlib import Path
 
 import pytest
+import sacrebleu
 import torch
 
 from seq2seq.config import DecodeConfig
 from seq2seq.data import EOS, UNK, collate, read_lines
+from seq2seq.errors import UserError
+from seq2seq.quantize import quantize_for_decoding
 from seq2seq.search import beam_search, greedy_search
 from seq2seq.translate import Translator
 from tests.conftest import MULTI30K, run_cli
@@ -180,3 +183,25 @@ def test_average_checkpoints(tiny_run, tmp_path):
     assert averaged["train_state"] is None
     result = run_cli("translate", "--checkpoint", str(tmp_path / "avg.pt"), stdin="Ein Hund läuft.\n")
     assert result.returncode == 0 and result.stdout.strip()
+
+
+def test_int8_quantized_model_translates_like_the_float_one(tiny_run, translator, sentences):
+    quantized = Translator(tiny_run / "checkpoints/best.pt", device="cpu", quantize="int8")
+    generator = quantized.loaded.model.decoder.generator
+    assert generator.weight().dtype == torch.qint8  # the products really run in int8
+    options = translator.options(beam_size=1)
+    fp32 = [t.text for t in translator.translate(sentences, options)]
+    int8 = [t.text for t in quantized.translate(sentences, options)]
+    assert sum(a == b for a, b in zip(fp32, int8)) >= 0.6 * len(sentences)
+    assert sacrebleu.corpus_bleu(int8, [fp32]).score > 60
+
+
+def test_quantize_is_refused_off_the_cpu_and_for_unknown_kinds(tiny_run):
+    model = Translator(tiny_run / "checkpoints/best.pt", device="cpu").loaded.model
+    with pytest.raises(UserError, match="CPU only"):
+        quantize_for_decoding(model, "int8", torch.device("cuda"))
+    with pytest.raises(UserError, match="unknown quantization"):
+        quantize_for_decoding(model, "int4", torch.device("cpu"))
+    result = run_cli("translate", "--checkpoint", str(tiny_run / "checkpoints/best.pt"), "--quantize", "int8",
+                     "--beam-size", "2", stdin="Ein Hund läuft.\n")
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr

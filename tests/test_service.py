@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from seq2seq.errors import UserError
 from service.settings import ServiceSettings, settings_from
 from tests.conftest import run_cli
 
@@ -220,6 +221,18 @@ def test_settings_from_environment(checkpoint):
                                                       "SEQ2SEQ_MAX_SENTENCES": "16"})
     assert settings.models == {"de-en": checkpoint} and settings.api_keys == ["a", "b"]
     assert settings.port == 9000 and settings.max_sentences == 16
+
+
+def test_int8_service_answers_like_the_int8_cli(registry, checkpoint):
+    with client_for(registry, quantize="int8") as quantized:
+        response = quantized.post("/v1/translate", json={"text": SENTENCES[:3], "beam_size": 2})
+    assert response.status_code == 200, response.text
+    cli = run_cli("translate", "--checkpoint", checkpoint, "--quantize", "int8", "--beam-size", "2",
+                  stdin="\n".join(SENTENCES[:3]) + "\n")
+    assert [t["text"] for t in response.json()["translations"]] == cli.stdout.splitlines()
+    assert settings_from({}, environ={"SEQ2SEQ_QUANTIZE": "int8"}).quantize == "int8"
+    with pytest.raises(UserError, match="quantize"):
+        settings_from({}, environ={"SEQ2SEQ_QUANTIZE": "int4"})
 
 
 def test_serve_cli_rejects_bad_checkpoints_and_settings(tmp_path):
