@@ -129,6 +129,43 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def service_benchmark(checkpoint: str, sentences: list[str], clients: list[int], beam_size: int = 5, repeats: int = 3,
+                      server_threads: int | None = None) -> dict:
+    """Offline batch translation and the server under each number of clients, interleaved, medians of `repeats`."""
+    translator = Translator(checkpoint, device="cpu")
+    options = translator.options(beam_size=beam_size)
+    port = free_port()
+    server = start_server(checkpoint, port, server_threads)
+    url = f"http://127.0.0.1:{port}"
+    results: dict = {"sentences": len(sentences), "beam_size": beam_size, "clients": {}}
+    try:
+        asyncio.run(run_clients(port, sentences[:50], 8, beam_size))  # warm-up
+        offline_runs, service_runs = [], {c: [] for c in clients}
+        for _ in range(repeats):
+            started = time.perf_counter()
+            translator.translate(sentences, options)
+            offline_runs.append(len(sentences) / (time.perf_counter() - started))
+            for count in clients:
+                seconds, latencies = asyncio.run(run_clients(port, sentences, count, beam_size))
+                service_runs[count].append((len(sentences) / seconds, latencies))
+        offline = statistics.median(offline_runs)
+        results["offline_sentences_per_s"] = round(offline, 1)
+        for count, runs in service_runs.items():
+            throughput = statistics.median(r[0] for r in runs)
+            latencies = [lat for r in runs for lat in r[1]]
+            results["clients"][count] = {
+                "sentences_per_s": round(throughput, 1), "vs_offline": round(throughput / offline, 3),
+                "p50_ms": round(1000 * percentile(latencies, 0.50), 1),
+                "p95_ms": round(1000 * percentile(latencies, 0.95), 1),
+                "p99_ms": round(1000 * percentile(latencies, 0.99), 1)}
+        results["server_peak_mb"] = round(peak_memory_mb(server.pid), 1)
+        results["mean_batch_sentences"] = round(mean_batch_size(url), 1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
@@ -140,39 +177,9 @@ def main() -> None:
     parser.add_argument("--server-threads", type=int, help="torch threads in the server (default: all cores)")
     args = parser.parse_args()
 
-    sentences = read_lines(args.source)[: args.sentences]
-    translator = Translator(args.checkpoint, device="cpu")
-    options = translator.options(beam_size=args.beam_size)
-    port = free_port()
-    server = start_server(args.checkpoint, port, args.server_threads)
-    url = f"http://127.0.0.1:{port}"
-    results: dict = {"sentences": len(sentences), "beam_size": args.beam_size, "clients": {}}
-    try:
-        asyncio.run(run_clients(port, sentences[:50], 8, args.beam_size))  # warm-up
-        offline_runs, service_runs = [], {c: [] for c in args.clients}
-        for _ in range(args.repeats):
-            started = time.perf_counter()
-            translator.translate(sentences, options)
-            offline_runs.append(len(sentences) / (time.perf_counter() - started))
-            for clients in args.clients:
-                seconds, latencies = asyncio.run(run_clients(port, sentences, clients, args.beam_size))
-                service_runs[clients].append((len(sentences) / seconds, latencies))
-        offline = statistics.median(offline_runs)
-        results["offline_sentences_per_s"] = round(offline, 1)
-        for clients, runs in service_runs.items():
-            throughput = statistics.median(r[0] for r in runs)
-            latencies = [lat for r in runs for lat in r[1]]
-            results["clients"][clients] = {
-                "sentences_per_s": round(throughput, 1), "vs_offline": round(throughput / offline, 3),
-                "p50_ms": round(1000 * percentile(latencies, 0.50), 1),
-                "p95_ms": round(1000 * percentile(latencies, 0.95), 1),
-                "p99_ms": round(1000 * percentile(latencies, 0.99), 1)}
-        results["server_peak_mb"] = round(peak_memory_mb(server.pid), 1)
-        results["mean_batch_sentences"] = round(mean_batch_size(url), 1)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    print(f"offline batch: {results['offline_sentences_per_s']} sent/s (beam {args.beam_size}, {len(sentences)} sentences)")
+    results = service_benchmark(args.checkpoint, read_lines(args.source)[: args.sentences], args.clients,
+                                args.beam_size, args.repeats, args.server_threads)
+    print(f"offline batch: {results['offline_sentences_per_s']} sent/s (beam {args.beam_size}, {results['sentences']} sentences)")
     print("clients | sent/s | vs offline | p50 ms | p95 ms | p99 ms")
     for clients, r in results["clients"].items():
         print(f"{clients:7d} | {r['sentences_per_s']:6.1f} | {r['vs_offline']:10.2f} | {r['p50_ms']:6.1f} | "

@@ -1,7 +1,8 @@
 """Decoding algorithms over a batch of sentences: greedy search and batched beam search.
 
 Both run the whole batch as one tensor per step. Beam search keeps B×K rows (K beams per sentence);
-a finished beam stays in place with its score frozen, so no Python loop ever walks over beams.
+a finished beam stays in place with its score frozen, so no Python loop ever walks over beams. A sentence
+that has ended leaves the batch, so a long sentence does not make the short ones beside it cost more.
 """
 from __future__ import annotations
 
@@ -58,21 +59,27 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
     Returns one-element lists, the same shape as beam search's n-best lists.
     """
     state = model.encode(src, src_lengths)
-    batch_size = src.size(0)
-    limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (B,)
-    tokens = torch.full((batch_size,), BOS, dtype=torch.long, device=src.device)
-    finished = torch.zeros(batch_size, dtype=torch.bool, device=src.device)
-    scores = torch.zeros(batch_size, device=src.device)
+    B, device = src.size(0), src.device
+    all_limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (B,)
+    limits = all_limits
+    active = torch.arange(B, device=device)  # the sentences still decoding
+    tokens = torch.full((B,), BOS, dtype=torch.long, device=device)
+    scores = torch.zeros(B, device=device)  # of all B sentences
     steps, attentions = [], []
-    for t in range(int(limits.max())):
-        log_probs, weights, state = model.decoder.step(tokens, state)  # (B, V), (B, S)
+    for t in range(int(all_limits.max())):
+        log_probs, weights, state = model.decoder.step(tokens, state)  # (A, V), (A, S)
         best, tokens = _restrict(log_probs, t, limits, options).max(dim=-1)
-        scores += best.masked_fill(finished, 0.0)
-        steps.append(tokens.masked_fill(finished, EOS))
-        attentions.append(weights)
-        finished |= tokens == EOS
-        if bool(finished.all()):
-            break
+        scores[active] += best
+        step_tokens, _, step_weights = _widen(active, B, tokens.unsqueeze(1), tokens.unsqueeze(1), weights)
+        steps.append(step_tokens.squeeze(1))
+        attentions.append(step_weights)
+        ended = tokens == EOS
+        if bool(ended.any()):  # finished sentences leave the batch
+            keep = ~ended
+            if not bool(keep.any()):
+                break
+            active, tokens, limits = active[keep], tokens[keep], limits[keep]
+            state = state.select(keep.nonzero().squeeze(1))
     tokens = torch.stack(steps, 1)  # (B, T)
     lengths = _lengths_with_eos(tokens)
     scores = scores / length_penalty(lengths, options.length_penalty)
@@ -97,51 +104,80 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
     """
     B, K, device = src.size(0), options.beam_size, src.device
     state = model.encode(src, src_lengths).select(torch.arange(B, device=device).repeat_interleave(K))
-    limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (B,)
-    row_limits = limits.repeat_interleave(K)  # (B·K,)
-    row_offset = (torch.arange(B, device=device) * K).unsqueeze(1)  # (B, 1) first row of each sentence
+    all_limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (B,)
+    limits = all_limits
+    active = torch.arange(B, device=device)  # the sentences still decoding; tensors below have one row each
 
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0  # identical beams at the start: only the first one may expand
     lengths = torch.zeros(B, K, dtype=torch.long, device=device)  # tokens so far, EOS included
     finished = torch.zeros(B, K, dtype=torch.bool, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
     tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
+    final_scores, final_lengths = scores.clone(), lengths.clone()  # of all B sentences, filled as they end
     history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (tokens, parents, attention) per step
 
     # A finished beam continues only with EOS at no cost, so it survives as exactly one candidate.
     eos_values = torch.full((K,), float("-inf"), device=device)
     eos_values[0] = 0.0
-    for t in range(int(limits.max())):
-        log_probs, weights, state = model.decoder.step(tokens, state)  # (B·K, V), (B·K, S)
+    for t in range(int(all_limits.max())):
+        A = active.numel()
+        log_probs, weights, state = model.decoder.step(tokens, state)  # (A·K, V), (A·K, S)
         # Each beam's K best tokens are the only ones that can survive, so rank just those.
-        token_scores, token_ids = _restrict(log_probs, t, row_limits, options).topk(K, dim=1)  # (B·K, K)
-        token_scores = torch.where(finished.view(-1, 1), eos_values, token_scores).view(B, K, K)
-        token_ids = token_ids.masked_fill(finished.view(-1, 1), EOS).view(B, K * K)
-        candidates = scores.unsqueeze(2) + token_scores  # (B, K, K)
-        cand_lengths = lengths + (~finished).long()  # (B, K) the same for every candidate of a beam
+        row_limits = limits.repeat_interleave(K)
+        token_scores, token_ids = _restrict(log_probs, t, row_limits, options).topk(K, dim=1)  # (A·K, K)
+        token_scores = torch.where(finished.view(-1, 1), eos_values, token_scores).view(A, K, K)
+        token_ids = token_ids.masked_fill(finished.view(-1, 1), EOS).view(A, K * K)
+        candidates = scores.unsqueeze(2) + token_scores  # (A, K, K)
+        cand_lengths = lengths + (~finished).long()  # (A, K) the same for every candidate of a beam
         # Rank by length-normalised score so finished and live hypotheses compare fairly.
         ranking = candidates / length_penalty(cand_lengths, options.length_penalty).unsqueeze(2)
-        top_ranking, top = ranking.view(B, K * K).topk(K, dim=1)  # (B, K), best first
+        top_ranking, top = ranking.view(A, K * K).topk(K, dim=1)  # (A, K), best first
         parents, next_tokens = top // K, token_ids.gather(1, top)
-        scores = candidates.view(B, K * K).gather(1, top)
+        scores = candidates.view(A, K * K).gather(1, top)
         lengths = cand_lengths.gather(1, parents)
         finished = finished.gather(1, parents) | (next_tokens == EOS)
 
-        rows = (parents + row_offset).view(-1)  # (B·K,) source rows of the surviving beams
-        history.append((next_tokens, parents, weights.index_select(0, rows)))
+        rows = (parents + (torch.arange(A, device=device) * K).unsqueeze(1)).view(-1)  # (A·K,) surviving beams' rows
+        history.append(_widen(active, B, next_tokens, parents, weights.index_select(0, rows)))
         state = state.reorder(rows)
         tokens = next_tokens.view(-1)
 
-        done |= _cannot_improve(scores, lengths, finished, limits, options) | ~top_ranking.isfinite().any(1)
-        # A done sentence's live beams are dropped, so it ends exactly as it would alone in its batch.
-        scores = scores.masked_fill(done.unsqueeze(1) & ~finished, float("-inf"))
-        finished |= done.unsqueeze(1)
-        if bool(done.all()):
-            break
+        done = _cannot_improve(scores, lengths, finished, limits, options) | ~top_ranking.isfinite().any(1)
+        if bool(done.any()):
+            # A done sentence's live beams are dropped, so it ends exactly as it would alone in its batch;
+            # its rows leave the batch, so the steps that follow cost only what is still decoding.
+            ended = active[done]
+            final_scores[ended] = scores[done].masked_fill(~finished[done], float("-inf"))
+            final_lengths[ended] = lengths[done]
+            keep = ~done
+            if not bool(keep.any()):
+                break
+            active, scores, lengths, finished, limits = active[keep], scores[keep], lengths[keep], finished[keep], limits[keep]
+            kept_rows = (keep.nonzero() * K + torch.arange(K, device=device)).view(-1)
+            state, tokens = state.select(kept_rows), tokens.index_select(0, kept_rows)
+    else:
+        final_scores[active], final_lengths[active] = scores, lengths
 
-    final = scores / length_penalty(lengths, options.length_penalty)
+    final = final_scores / length_penalty(final_lengths, options.length_penalty)
     return _backtrack(history, final, src_lengths, options.n_best)
+
+
+def _widen(active: torch.Tensor, B: int, tokens: torch.Tensor, parents: torch.Tensor,
+           weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step's (A, K) tokens and parents and (A·K, S) attention as (B, K) and (B·K, S) for all sentences.
+
+    Sentences that have ended repeat EOS with each beam its own parent, so backtracking passes through.
+    """
+    A, K = tokens.shape
+    if A == B:
+        return tokens, parents, weights
+    all_tokens = tokens.new_full((B, K), EOS)
+    all_tokens[active] = tokens
+    all_parents = torch.arange(K, device=tokens.device).repeat(B, 1)
+    all_parents[active] = parents
+    all_weights = weights.new_zeros(B, K, weights.size(1))
+    all_weights[active] = weights.view(A, K, -1)
+    return all_tokens, all_parents, all_weights.view(B * K, -1)
 
 
 def _cannot_improve(scores: torch.Tensor, lengths: torch.Tensor, finished: torch.Tensor, limits: torch.Tensor,

@@ -1,0 +1,103 @@
+"""Where the time goes: torch.profiler over training steps and over beam-5 decoding, grouped by kind of work.
+
+    python -m bench.profile --checkpoint runs/multi30k_de_en/checkpoints/best.pt [--steps 30]
+
+Uses the checkpoint's model and tokenizers on Multi30k training pairs (training) and test2016 (decoding),
+and prints, for each, the share of CPU time per group (matrix products, recurrent-cell arithmetic,
+softmax and loss, optimizer, indexing and copies, the rest) and the heaviest operators.
+"""
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from bench.common import MULTI30K
+from seq2seq.checkpoint import load_model
+from seq2seq.data import ParallelDataset, read_lines
+from seq2seq.translate import Translator
+from seq2seq.train import token_loss_sum
+
+GROUPS = [  # first match wins
+    ("matrix products", ("addmm", "aten::mm", "bmm", "matmul", "linear", "baddbmm", "aten::lstm", "_thnn_fused")),
+    ("optimizer", ("adam", "_foreach", "clip_grad")),
+    ("softmax and loss", ("softmax", "cross_entropy", "nll_loss", "log_softmax", "topk", "sort")),
+    ("indexing and copies", ("index", "select", "gather", "scatter", "copy_", "cat", "stack", "embedding", "pad", "clone",
+                             "contiguous", "split", "chunk", "unbind", "view", "reshape", "transpose", "slice", "narrow")),
+    ("element-wise (gates, tanh, masks)", ("sigmoid", "tanh", "mul", "add", "sub", "div", "where", "masked", "fill", "dropout",
+                                           "zero", "exp", "neg", "eq", "ne", "lt", "gt", "sum", "max", "min", "bernoulli")),
+]
+
+
+def group_of(name: str) -> str:
+    lowered = name.lower()
+    for group, needles in GROUPS:
+        if any(n in lowered for n in needles):
+            return group
+    return "other (Python, allocation, autograd bookkeeping)"
+
+
+def summarise(prof, top: int = 12) -> str:
+    """Self-CPU time per group (which adds up to the total) and the heaviest operators."""
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    by_group: dict[str, float] = defaultdict(float)
+    for e in events:
+        by_group[group_of(e.key)] += e.self_cpu_time_total
+    lines = ["| group | share of CPU time |", "|---|---|"]
+    lines += [f"| {g} | {100 * t / total:.1f}% |" for g, t in sorted(by_group.items(), key=lambda kv: -kv[1])]
+    lines += ["", "| operator | calls | share |", "|---|---|---|"]
+    lines += [f"| {e.key} | {e.count} | {100 * e.self_cpu_time_total / total:.1f}% |"
+              for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]]
+    return "\n".join(lines)
+
+
+def profile_training(checkpoint: str, steps: int) -> str:
+    loaded = load_model(checkpoint, "cpu")
+    src = [loaded.src_tokenizer.encode(s) for s in read_lines(MULTI30K / "train.de.gz")[:4000]]
+    tgt = [loaded.tgt_tokenizer.encode(t) for t in read_lines(MULTI30K / "train.en.gz")[:4000]]
+    data = ParallelDataset(src, tgt, loaded.config.train.batch_tokens, seed=1)
+    model = loaded.model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    batches = [batch for _, batch in data.iterate(0)][: steps + 3]
+
+    def step(batch):
+        optimizer.zero_grad(set_to_none=True)
+        loss = token_loss_sum(model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out)
+        (loss / batch.num_tgt_tokens).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+
+    for batch in batches[:3]:
+        step(batch)  # warm-up outside the profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in batches[3:]:
+            step(batch)
+    return summarise(prof)
+
+
+def profile_decoding(checkpoint: str, lines: int, beam: int) -> str:
+    translator = Translator(checkpoint, device="cpu")
+    sources = read_lines(MULTI30K / "test_2016_flickr.de.gz")[:lines]
+    options = translator.options(beam_size=beam)
+    translator.translate(sources[:32], options)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        translator.translate(sources, options)
+    return summarise(prof)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--lines", type=int, default=300)
+    args = parser.parse_args()
+    print(f"## Training, {args.steps} steps\n\n{profile_training(args.checkpoint, args.steps)}\n")
+    for beam in (1, 5):
+        print(f"## Decoding, beam {beam}, {args.lines} test2016 sentences\n\n{profile_decoding(args.checkpoint, args.lines, beam)}\n")
+
+
+if __name__ == "__main__":
+    main()
