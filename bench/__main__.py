@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -50,7 +50,8 @@ def our_training(plan: Plan, threads: int, peer_results: Optional[dict]) -> tupl
     """Speed of the default config, and ours on the peers' model for the faster peer's wall time (or fixed steps)."""
     default = training_benchmark(DEFAULT_CONFIG, plan.train_steps, threads)
     if peer_results:
-        minutes = min(t["wall_s"] for t in peer_results["training"]) / 60
+        faster = max(peer_results["training"], key=lambda t: t["tgt_tokens_per_s"] or 0)
+        minutes = faster["wall_s"] / 60  # the same wall-clock time as the faster peer, start-up included
         matched = train_for(PEER_MATCH, RESULTS_DIR / "train_peer_match", steps=10**6, windows=1, minutes=minutes,
                             extra=[f"train.valid_every={10**6}"])
     else:
@@ -124,11 +125,15 @@ def main() -> None:
                         "(default: ours trained on the peers' model in this run)")
     parser.add_argument("--no-peers", action="store_true", help="skip Joey NMT and OpenNMT-py")
     parser.add_argument("--no-service", action="store_true")
+    parser.add_argument("--onmt-steps", type=int, help="override the plan's OpenNMT-py training steps")
+    parser.add_argument("--joey-steps", type=int, help="override the plan's Joey NMT training steps")
     args = parser.parse_args()
     with_peers = not args.no_peers and peers.available()
     if not args.no_peers and not with_peers:
         print(f"peers not installed in {peers.PEERS_DIR} (bench/peer_setup/setup.sh): their ratios will be null")
-    results = run_suite(QUICK if args.quick else FULL, with_peers, not args.no_service, args.checkpoint)
+    plan = QUICK if args.quick else FULL
+    plan = replace(plan, onmt_steps=args.onmt_steps or plan.onmt_steps, joey_steps=args.joey_steps or plan.joey_steps)
+    results = run_suite(plan, with_peers, not args.no_service, args.checkpoint)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stem = RESULTS_DIR / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
     stem.with_suffix(".json").write_text(json.dumps(results, indent=1))

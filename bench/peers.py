@@ -51,8 +51,7 @@ def train_onmt(steps: int) -> dict:
     bin_dir = PEERS_DIR / "venv_onmt/bin"
     run_measured([str(bin_dir / "onmt_build_vocab"), "-config", str(config), "-n_sample", "-1"], env=THREADS)
     measured = run_measured([str(bin_dir / "onmt_train"), "-config", str(config)], env=THREADS)
-    log = (work / "model/train.log").read_text()
-    rates = [float(tgt) for _, tgt in re.findall(r"(\d+)/\s*(\d+) tok/s", log)]
+    rates = [float(tgt) for _, tgt in re.findall(r"(\d+)/\s*(\d+) tok/s", measured.stderr)]  # source/target
     return {"toolkit": "OpenNMT-py", "steps": steps, "wall_s": round(measured.wall_s, 1), "peak_mb": round(measured.peak_mb),
             "tgt_tokens_per_s": median(rates) if rates else None,
             "checkpoint": str(work / f"model/model_step_{steps}.pt")}
@@ -63,8 +62,7 @@ def train_joey(steps: int) -> dict:
     config = _config("joey", work, steps)
     measured = run_measured([str(PEERS_DIR / "venv_joey/bin/python"), "-m", "joeynmt", "train", str(config), "--skip-test"],
                             env=THREADS)
-    log = (work / "model/train.log").read_text()
-    rates = [float(r) for r in re.findall(r"Tokens per Sec:\s*([\d.]+)", log)]
+    rates = [float(r) for r in re.findall(r"Tokens per Sec:\s*([\d.]+)", (work / "model/train.log").read_text())]
     return {"toolkit": "Joey NMT", "steps": steps, "wall_s": round(measured.wall_s, 1), "peak_mb": round(measured.peak_mb),
             "tgt_tokens_per_s": median(rates) if rates else None, "checkpoint": str(work / "model/latest.ckpt")}
 
