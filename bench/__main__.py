@@ -100,10 +100,9 @@ def run_suite(plan: Plan, with_peers: bool, with_service: bool, checkpoint: Opti
     default, matched = our_training(plan, threads, results.get("peers"))
     results["training"] = {"default": default, "peer_match": matched}
     matched_ckpt = matched["checkpoint"]
-    results["decoding_peer_model"] = {
-        str(beam): find(decoding_benchmark(matched_ckpt, lines=1000, repeats=1, threads=threads, scaling=False,
-                                           sets=("test2016",), quantized=False)["runs"], beam=beam)
-        for beam in (1, 5)}
+    same_model = decoding_benchmark(matched_ckpt, lines=1000, repeats=plan.decode_repeats, threads=threads,
+                                    scaling=False, sets=("test2016",), quantized=False)["runs"]
+    results["decoding_peer_model"] = {str(beam): find(same_model, beam=beam) for beam in (1, 5)}
     results["process_decoding_peer_model"] = [our_process_decoding(matched_ckpt, beam) for beam in (1, 5)]
     decode_ckpt = checkpoint or matched_ckpt
     results["decoding_checkpoint"] = decode_ckpt

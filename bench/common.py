@@ -13,7 +13,7 @@ from typing import Mapping, Optional, Sequence
 import torch
 
 RESULTS_DIR = Path("bench/results")  # git-ignored
-MULTI30K = Path("data/multi30k")
+MULTI30K = Path(os.environ.get("SEQ2SEQ_MULTI30K", "data/multi30k"))
 IWSLT14 = Path(os.environ.get("SEQ2SEQ_IWSLT14", "../shared/data/iwslt14"))
 
 

@@ -70,6 +70,7 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
         log_probs, weights, state = model.decoder.step(tokens, state)  # (A, V), (A, S)
         best, tokens = _restrict(log_probs, t, limits, options).max(dim=-1)
         scores[active] += best
+        # greedy is one beam per sentence with no parents to follow: the tokens stand in for them
         step_tokens, _, step_weights = _widen(active, B, tokens.unsqueeze(1), tokens.unsqueeze(1), weights)
         steps.append(step_tokens.squeeze(1))
         attentions.append(step_weights)
@@ -137,7 +138,8 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
         lengths = cand_lengths.gather(1, parents)
         finished = finished.gather(1, parents) | (next_tokens == EOS)
 
-        rows = (parents + (torch.arange(A, device=device) * K).unsqueeze(1)).view(-1)  # (A·K,) surviving beams' rows
+        first_rows = (torch.arange(A, device=device) * K).unsqueeze(1)  # (A, 1) each sentence's first row
+        rows = (parents + first_rows).view(-1)  # (A·K,) the rows the surviving beams come from
         history.append(_widen(active, B, next_tokens, parents, weights.index_select(0, rows)))
         state = state.reorder(rows)
         tokens = next_tokens.view(-1)
@@ -152,7 +154,8 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
             keep = ~done
             if not bool(keep.any()):
                 break
-            active, scores, lengths, finished, limits = active[keep], scores[keep], lengths[keep], finished[keep], limits[keep]
+            active, limits = active[keep], limits[keep]
+            scores, lengths, finished = scores[keep], lengths[keep], finished[keep]
             kept_rows = (keep.nonzero() * K + torch.arange(K, device=device)).view(-1)
             state, tokens = state.select(kept_rows), tokens.index_select(0, kept_rows)
     else:

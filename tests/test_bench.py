@@ -1,0 +1,26 @@
+"""The benchmark suite measures real things: a decoding worker on a trained checkpoint, and FLOP counts."""
+import json
+import os
+import subprocess
+import sys
+
+from bench.training import flops_per_target_token
+from tests.conftest import MULTI30K, REPO
+
+
+def test_decoding_worker_measures_a_trained_checkpoint(tiny_run):
+    command = [sys.executable, "-m", "bench.decoding", "--worker", "--checkpoint", str(tiny_run / "checkpoints/best.pt"),
+               "--lines", "40", "--repeats", "1", "--beam", "2", "--threads", "1", "--quantize", "int8"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300,
+                            env={**os.environ, "SEQ2SEQ_MULTI30K": str(MULTI30K)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["sentences"] == 40 and report["quantize"] == "int8" and report["beam"] == 2
+    assert report["sentences_per_s"] > 0 and report["tgt_tokens_per_s"] > report["sentences_per_s"]
+    assert report["peak_mb"] > 50 and 0 < report["bleu"] <= 100
+
+
+def test_flop_count_covers_the_output_layer_and_grows_with_the_model():
+    tiny, default = flops_per_target_token("configs/tiny.yaml"), flops_per_target_token("configs/multi30k_de_en.yaml")
+    output_layer = 3 * 2 * 256 * 8000  # forward and backward of the default's 256 → 8,000 projection, per token
+    assert 0 < tiny < default and output_layer < default < 4 * output_layer
