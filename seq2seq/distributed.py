@@ -61,8 +61,12 @@ def start(world: World, device: torch.device) -> torch.device:
     return device
 
 
-def stop(world: World) -> None:
+def stop(world: World, finished: bool = False) -> None:
+    """Tear down the process group. After a finished run all ranks meet first: a rank that tore down and
+    exited while another was still in its teardown made that one's gloo threads abort the process."""
     if world.distributed and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

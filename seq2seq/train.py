@@ -476,13 +476,16 @@ def train(config: Config, run_dir: Optional[str] = None, resume: bool = False) -
     except OSError as err:
         raise UserError(f"cannot write to the run directory {path}: {err.strerror or err}") from None
     trainer: Optional[Trainer] = None
+    finished = False
     try:
         trainer = Trainer(config, path, resume, world)
-        return trainer.run()
+        record = trainer.run()
+        finished = True
+        return record
     except (CheckpointWriteError, OSError) as err:
         raise UserError(_stopped_message(trainer, err)) from None
     finally:
-        distributed.stop(world)
+        distributed.stop(world, finished)
 
 
 def _stopped_message(trainer: Optional[Trainer], err: OSError | CheckpointWriteError) -> str:
