@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass, replace
 from typing import Optional
@@ -17,7 +18,7 @@ from typing import Optional
 import torch
 
 from bench import peers
-from bench.common import MULTI30K, RESULTS_DIR, python, run_measured
+from bench.common import MULTI30K, RESULTS_DIR, run_measured
 from bench.decoding import decoding_benchmark, find
 from bench.report import markdown_report
 from bench.service_throughput import service_benchmark
@@ -61,7 +62,7 @@ def our_training(plan: Plan, threads: int, peer_results: Optional[dict]) -> tupl
 
 def our_process_decoding(checkpoint: str, beam: int) -> dict:
     """`seq2seq translate` on test2016 as a whole process, as the peers are timed."""
-    command = [python(), "-m", "seq2seq", "translate", "--checkpoint", checkpoint, "--beam-size", str(beam),
+    command = [sys.executable, "-m", "seq2seq", "translate", "--checkpoint", checkpoint, "--beam-size", str(beam),
                "--length-penalty", "1.0", "--input", str(MULTI30K / "test_2016_flickr.de.gz")]
     measured = run_measured(command, env={"OMP_NUM_THREADS": "2"})
     lines = len(measured.stdout.splitlines())

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +72,3 @@ def matmul_peak_gflops(threads: int, size: int = 1024, repeats: int = 7) -> floa
         rates.append(2 * size**3 * iterations / (time.perf_counter() - start) / 1e9)
     torch.set_num_threads(previous)
     return median(rates)
-
-
-def python() -> str:
-    return sys.executable

@@ -13,12 +13,10 @@ import json
 import resource
 import sys
 import time
-from pathlib import Path
 from typing import Optional
 
-import sacrebleu
-
-from bench.common import IWSLT14, MULTI30K, median, python, run_measured
+from bench.common import IWSLT14, MULTI30K, median, run_measured
+from seq2seq.evaluate import score_corpus
 
 TEST_SETS = {
     "test2016": (MULTI30K / "test_2016_flickr.de.gz", MULTI30K / "test_2016_flickr.en.gz"),
@@ -29,7 +27,7 @@ TEST_SETS = {
 def decode_in_worker(checkpoint: str, test_set: str, beam: int, *, lines: int, repeats: int, threads: int,
                      quantize: Optional[str] = None, batch_tokens: int = 4000, length_quartile: Optional[int] = None) -> dict:
     """One decoding setting measured in a fresh process: its result dict (see `worker`)."""
-    command = [python(), "-m", "bench.decoding", "--worker", "--checkpoint", checkpoint, "--test-set", test_set,
+    command = [sys.executable, "-m", "bench.decoding", "--worker", "--checkpoint", checkpoint, "--test-set", test_set,
                "--beam", str(beam), "--lines", str(lines), "--repeats", str(repeats), "--threads", str(threads),
                "--batch-tokens", str(batch_tokens)]
     if quantize:
@@ -66,7 +64,7 @@ def worker(args: argparse.Namespace) -> dict:
             "sentences_per_s": round(len(sources) / seconds, 1), "tgt_tokens_per_s": round(target_tokens / seconds),
             "mean_source_pieces": round(source_tokens / len(sources), 1),
             "ms_per_sentence": round(1000 * seconds / len(sources), 2),
-            "bleu": round(sacrebleu.corpus_bleu([t.text for t in outputs], [references]).score, 2),
+            "bleu": round(score_corpus([t.text for t in outputs], references, ["bleu"])["bleu"]["score"], 2),
             "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 

@@ -18,10 +18,10 @@ import re
 import shutil
 from pathlib import Path
 
-import sacrebleu
 import yaml
 
 from bench.common import median, run_measured
+from seq2seq.evaluate import score_corpus
 
 PEERS_DIR = Path(os.environ.get("PEERS_DIR", "/tmp/peers"))
 SETUP = Path(__file__).parent / "peer_setup"
@@ -73,7 +73,7 @@ def _bleu(pieces_file: Path) -> float:
     processor = spm.SentencePieceProcessor(model_file=str(PEERS_DIR / "data/spm_en.model"))
     hyps = [processor.decode(line.split()) for line in pieces_file.read_text(encoding="utf-8").splitlines()]
     refs = (PEERS_DIR / "data/raw/test.en").read_text(encoding="utf-8").splitlines()
-    return round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2)
+    return round(score_corpus(hyps, refs, ["bleu"])["bleu"]["score"], 2)
 
 
 def decode_onmt(checkpoint: str, beam: int) -> dict:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.common import RESULTS_DIR, matmul_peak_gflops, median, python, run_measured
+from bench.common import RESULTS_DIR, matmul_peak_gflops, median, run_measured
 from seq2seq.checkpoint import load_model
 from seq2seq.config import load_config
 from seq2seq.data import read_lines
@@ -54,7 +55,7 @@ def train_for(config_path: str, run_dir: Path, steps: int, windows: int = 3, min
     valid_every = max(1, steps // windows)
     overrides = [f"train.max_steps={steps}", f"train.valid_every={valid_every}", "train.early_stopping.patience=1000",
                  f"train.max_minutes={minutes if minutes else 1000}", *extra]
-    command = [python(), "-m", "seq2seq", "train", config_path, "--run-dir", str(run_dir)]
+    command = [sys.executable, "-m", "seq2seq", "train", config_path, "--run-dir", str(run_dir)]
     for override in overrides:
         command += ["--set", override]
     measured = run_measured(command)

@@ -17,14 +17,21 @@ from seq2seq.errors import UserError
 QUANTIZATIONS = ("int8",)
 
 
-def quantize_for_decoding(model: nn.Module, quantize: Optional[str], device: torch.device) -> nn.Module:
-    """The model with its products in int8 when `quantize` is "int8"; unchanged when it is None."""
+def check_quantization(quantize: Optional[str], device: torch.device) -> None:
+    """A UserError unless `quantize` is None, or a known kind on the CPU."""
     if quantize is None:
-        return model
+        return
     if quantize not in QUANTIZATIONS:
         raise UserError(f"unknown quantization {quantize!r}; choose one of: {', '.join(QUANTIZATIONS)}")
     if device.type != "cpu":
         raise UserError("--quantize int8 runs on the CPU only; use --device cpu")
+
+
+def quantize_for_decoding(model: nn.Module, quantize: Optional[str], device: torch.device) -> nn.Module:
+    """The model with its products in int8 when `quantize` is "int8"; unchanged when it is None."""
+    check_quantization(quantize, device)
+    if quantize is None:
+        return model
     # Why: torch.ao.quantization warns that it will move to torchao; the eager dynamic path is what
     # runs LSTM kernels in int8 today, and the warning would reach every CLI user's terminal.
     with warnings.catch_warnings():

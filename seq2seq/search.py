@@ -60,13 +60,12 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
     """
     state = model.encode(src, src_lengths)
     B, device = src.size(0), src.device
-    all_limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (B,)
-    limits = all_limits
+    limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (A,)
     active = torch.arange(B, device=device)  # the sentences still decoding
     tokens = torch.full((B,), BOS, dtype=torch.long, device=device)
     scores = torch.zeros(B, device=device)  # of all B sentences
     steps, attentions = [], []
-    for t in range(int(all_limits.max())):
+    for t in range(int(limits.max())):  # evaluated once; limits shrink with the batch
         log_probs, weights, state = model.decoder.step(tokens, state)  # (A, V), (A, S)
         best, tokens = _restrict(log_probs, t, limits, options).max(dim=-1)
         scores[active] += best
@@ -105,8 +104,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
     """
     B, K, device = src.size(0), options.beam_size, src.device
     state = model.encode(src, src_lengths).select(torch.arange(B, device=device).repeat_interleave(K))
-    all_limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (B,)
-    limits = all_limits
+    limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (A,)
     active = torch.arange(B, device=device)  # the sentences still decoding; tensors below have one row each
 
     scores = torch.full((B, K), float("-inf"), device=device)
@@ -120,7 +118,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
     # A finished beam continues only with EOS at no cost, so it survives as exactly one candidate.
     eos_values = torch.full((K,), float("-inf"), device=device)
     eos_values[0] = 0.0
-    for t in range(int(all_limits.max())):
+    for t in range(int(limits.max())):  # evaluated once; limits shrink with the batch
         A = active.numel()
         log_probs, weights, state = model.decoder.step(tokens, state)  # (A·K, V), (A·K, S)
         # Each beam's K best tokens are the only ones that can survive, so rank just those.

@@ -14,7 +14,7 @@ from seq2seq.config import DecodeConfig, format_validation_error
 from seq2seq.data import collate
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
-from seq2seq.quantize import quantize_for_decoding
+from seq2seq.quantize import check_quantization, quantize_for_decoding
 from seq2seq.search import Hypothesis, search
 from seq2seq.tokenizer import Tokenizer
 
@@ -99,9 +99,10 @@ class Translator:
     def __init__(self, checkpoint: str | Path, device: str = "auto", batch_tokens: int = 4000,
                  quantize: Optional[str] = None):
         self.device = resolve_device(device)
+        check_quantization(quantize, self.device)  # before the load: a bad flag is refused at once
         self.loaded: LoadedModel = load_model(checkpoint, self.device)
         self.loaded.model = quantize_for_decoding(self.loaded.model, quantize, self.device)
-        self.batch_tokens, self.quantize = batch_tokens, quantize
+        self.batch_tokens = batch_tokens
 
     @property
     def src_lang(self) -> str:

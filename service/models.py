@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from seq2seq.errors import UserError
+from seq2seq.quantize import check_quantization
 from seq2seq.translate import Translator
 
 LANGUAGE_NAMES = {
@@ -57,7 +58,8 @@ class ModelRegistry:
             raise UserError("no model to serve: give --checkpoint, --model SRC-TGT=CKPT or --models-dir")
         models = []
         for label, path in [*named.items(), *((None, path) for path in unnamed)]:
-            translator = Translator(path, device=device, batch_tokens=batch_tokens, quantize=quantize)
+            translator = Translator(path, device=device, batch_tokens=batch_tokens)
+            check_quantization(quantize, translator.device)  # the decoder process quantizes; refuse early here
             pair = f"{translator.src_lang}-{translator.tgt_lang}"
             if label is not None and label != pair:
                 raise UserError(f"--model {label}={path}: that checkpoint translates {pair}")
