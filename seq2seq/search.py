@@ -51,6 +51,26 @@ def _restrict(log_probs: torch.Tensor, step: int, limits: torch.Tensor, options:
     return log_probs
 
 
+def top_k(scores: torch.Tensor, k: int, block: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same values as `scores.topk(k, dim=1)`, best first, with their ids; scores: (N, V) → (N, k), (N, k).
+
+    On a CPU, torch's top-k and max-with-index over 8,000 words cost 5 to 10 times a plain maximum, and
+    were 14% of beam search. A row's k best all lie in the k blocks with the highest block maximum, so
+    this takes the maximum of each block of `block` words, and the top k of just those k blocks.
+    """
+    N, V = scores.shape
+    num_blocks = V // block
+    if num_blocks <= k:
+        return scores.topk(k, dim=1)
+    blocks = scores[:, : num_blocks * block].view(N, num_blocks, block)
+    best_blocks = blocks.amax(dim=2).topk(k, dim=1).indices  # (N, k)
+    offsets = torch.arange(block, device=scores.device)
+    candidate_ids = torch.cat([(best_blocks.unsqueeze(2) * block + offsets).view(N, k * block),
+                               torch.arange(num_blocks * block, V, device=scores.device).expand(N, -1)], dim=1)
+    values, positions = scores.gather(1, candidate_ids).topk(k, dim=1)  # the tail past the last block is a candidate too
+    return values, candidate_ids.gather(1, positions)
+
+
 @torch.inference_mode()
 def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
                   options: DecodeConfig = DecodeConfig(beam_size=1)) -> list[list[Hypothesis]]:
@@ -67,7 +87,7 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
     steps, attentions = [], []
     for t in range(int(limits.max())):  # evaluated once; limits shrink with the batch
         log_probs, weights, state = model.decoder.step(tokens, state)  # (A, V), (A, S)
-        best, tokens = _restrict(log_probs, t, limits, options).max(dim=-1)
+        best, tokens = (column.squeeze(1) for column in top_k(_restrict(log_probs, t, limits, options), 1))
         scores[active] += best
         # greedy is one beam per sentence with no parents to follow: the tokens stand in for them
         step_tokens, _, step_weights = _widen(active, B, tokens.unsqueeze(1), tokens.unsqueeze(1), weights)
@@ -123,7 +143,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
         log_probs, weights, state = model.decoder.step(tokens, state)  # (A·K, V), (A·K, S)
         # Each beam's K best tokens are the only ones that can survive, so rank just those.
         row_limits = limits.repeat_interleave(K)
-        token_scores, token_ids = _restrict(log_probs, t, row_limits, options).topk(K, dim=1)  # (A·K, K)
+        token_scores, token_ids = top_k(_restrict(log_probs, t, row_limits, options), K)  # (A·K, K)
         token_scores = torch.where(finished.view(-1, 1), eos_values, token_scores).view(A, K, K)
         token_ids = token_ids.masked_fill(finished.view(-1, 1), EOS).view(A, K * K)
         candidates = scores.unsqueeze(2) + token_scores  # (A, K, K)

@@ -6,6 +6,7 @@ from seq2seq.config import ModelConfig
 from seq2seq.data import PAD, collate
 from seq2seq.model import build_model
 from seq2seq.model.attention import build_attention
+from seq2seq.model.dropout import ByteDropout
 from seq2seq.train import token_loss_sum
 
 V_SRC, V_TGT = 50, 60
@@ -112,3 +113,17 @@ def test_scheduled_sampling_runs_and_changes_inputs():
     assert sampled.shape == forced.shape
     assert torch.allclose(sampled[:, 0], forced[:, 0])  # the first step always sees BOS
     assert not torch.allclose(sampled, forced)
+
+
+def test_byte_dropout_drops_at_its_rate_and_keeps_the_expectation():
+    torch.manual_seed(0)
+    dropout = ByteDropout(0.3)
+    x = torch.ones(200_000)
+    y = dropout(x)
+    assert abs(dropout.p - 0.3) <= 1 / 512
+    assert abs((y == 0).float().mean().item() - dropout.p) < 0.005
+    assert abs(y.mean().item() - 1.0) < 0.01
+    assert y.unique().tolist() == [0.0, pytest.approx(1 / (1 - dropout.p))]
+    assert torch.equal(dropout.eval()(x), x)
+    with pytest.raises(ValueError):
+        ByteDropout(1.0)

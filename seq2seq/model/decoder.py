@@ -15,6 +15,7 @@ from torch import nn
 
 from seq2seq.data import PAD
 from seq2seq.model.attention import Attention
+from seq2seq.model.dropout import ByteDropout
 
 
 class RecurrentCell(nn.Module):
@@ -98,7 +99,7 @@ class Decoder(nn.Module):
                  output_size: int, memory_size: int, attention: Attention, dropout: float, rnn: str):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = ByteDropout(dropout)
         self.cells = nn.ModuleList(
             [RecurrentCell(rnn, embedding_size if i == 0 else hidden_size, hidden_size) for i in range(num_layers)]
         )

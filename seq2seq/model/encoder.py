@@ -6,6 +6,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.data import PAD
+from seq2seq.model.dropout import ByteDropout
 
 RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -15,7 +16,7 @@ class Encoder(nn.Module):
                  bidirectional: bool, dropout: float, rnn: str):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = ByteDropout(dropout)
         self.rnn = RNN_CLASSES[rnn](embedding_size, hidden_size, num_layers, batch_first=True,
                                     bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
         self.output_size = hidden_size * (2 if bidirectional else 1)
