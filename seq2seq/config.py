@@ -47,6 +47,9 @@ class ModelConfig(Section):
     dropout: float = Field(default=0.3, ge=0.0, lt=1.0)
     tie_embeddings: bool = True
     init_range: float = Field(default=0.0, ge=0.0, description="uniform init range for all weights; 0 keeps torch defaults (learns faster here)")
+    bridge: Literal["learned", "direct"] = Field(
+        default="learned", description="decoder's initial state: a tanh layer over all encoder final states, or "
+                                       "each encoder layer's final state as it is (OpenNMT-py's default)")
 
     @property
     def encoder_output_size(self) -> int:
@@ -58,6 +61,15 @@ class ModelConfig(Section):
             raise ValueError(
                 f"dot attention needs encoder output size ({self.encoder_output_size}) "
                 f"== decoder_hidden ({self.decoder_hidden}); use 'general' or 'bahdanau'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_direct_bridge(self) -> "ModelConfig":
+        if self.bridge == "direct" and (self.encoder_layers, self.encoder_output_size) != (self.decoder_layers, self.decoder_hidden):
+            raise ValueError(
+                f"bridge 'direct' needs encoder_layers == decoder_layers and encoder output size "
+                f"({self.encoder_output_size}) == decoder_hidden ({self.decoder_hidden}); use bridge 'learned'"
             )
         return self
 

@@ -10,7 +10,7 @@ from seq2seq.config import DecodeConfig
 from seq2seq.data import EOS, UNK, collate, read_lines
 from seq2seq.errors import UserError
 from seq2seq.quantize import quantize_for_decoding
-from seq2seq.search import beam_search, greedy_search
+from seq2seq.search import beam_search, greedy_search, top_k
 from seq2seq.translate import Translator
 from tests.conftest import MULTI30K, run_cli
 
@@ -205,3 +205,20 @@ def test_quantize_is_refused_off_the_cpu_and_for_unknown_kinds(tiny_run):
     result = run_cli("translate", "--checkpoint", str(tiny_run / "checkpoints/best.pt"), "--quantize", "int8",
                      "--beam-size", "2", stdin="Ein Hund läuft.\n")
     assert result.returncode == 0 and result.stdout.strip(), result.stderr
+
+
+@pytest.mark.parametrize("vocab", [8000, 7931, 129, 300])
+@pytest.mark.parametrize("k", [1, 5, 12])
+def test_block_top_k_gives_torch_topk_values_in_order(vocab, k):
+    """Including a vocabulary that is not a multiple of the block, and a row restricted to one finite entry."""
+    torch.manual_seed(vocab + k)
+    scores = torch.randn(37, vocab)
+    scores[3] = float("-inf")
+    scores[3, vocab - 1] = 0.0  # only the last entry, past the last full block, is allowed
+    values, ids = top_k(scores, k)
+    expected_values, expected_ids = scores.topk(k, dim=1)
+    assert torch.equal(values, expected_values)
+    assert torch.equal(scores.gather(1, ids), values)
+    finite = expected_values.isfinite()
+    assert torch.equal(ids[finite], expected_ids[finite])
+    assert ids[3, 0] == vocab - 1

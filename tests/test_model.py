@@ -127,3 +127,26 @@ def test_byte_dropout_drops_at_its_rate_and_keeps_the_expectation():
     assert torch.equal(dropout.eval()(x), x)
     with pytest.raises(ValueError):
         ByteDropout(1.0)
+
+
+@pytest.mark.parametrize("rnn", ["lstm", "gru"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_direct_bridge_starts_each_decoder_layer_from_its_encoder_layer(rnn, layers):
+    config = small_config(rnn=rnn, bridge="direct", encoder_layers=layers, decoder_layers=layers,
+                          encoder_hidden=10, decoder_hidden=20)
+    model = build_model(config, V_SRC, V_TGT).eval()
+    batch = toy_batch()
+    _, final = model.encoder(batch.src, batch.src_lengths)
+    final_h = final[0] if rnn == "lstm" else final  # (layers · 2 directions, B, 10)
+    state = model.encode(batch.src, batch.src_lengths)
+    for layer in range(layers):
+        assert torch.equal(state.h[layer], torch.cat([final_h[2 * layer], final_h[2 * layer + 1]], dim=1))
+    assert (state.c is None) == (rnn == "gru")
+    assert list(model.bridge.parameters()) == []
+
+
+def test_direct_bridge_needs_matching_encoder_and_decoder_shapes():
+    with pytest.raises(ValueError, match="bridge 'direct'"):
+        small_config(bridge="direct", encoder_hidden=12, decoder_hidden=20)
+    with pytest.raises(ValueError, match="bridge 'direct'"):
+        small_config(bridge="direct", encoder_hidden=10, decoder_hidden=20, decoder_layers=2)

@@ -67,6 +67,25 @@ class Bridge(nn.Module):
         return self._map(self.h_proj, h), self._map(self.c_proj, c)
 
 
+class DirectBridge(nn.Module):
+    """Starts decoder layer i from encoder layer i's final state, directions concatenated, with no parameters."""
+
+    def __init__(self, encoder_layers: int, directions: int):
+        super().__init__()
+        self.encoder_layers, self.directions = encoder_layers, directions
+
+    def _map(self, state: torch.Tensor) -> list[torch.Tensor]:
+        _, B, H = state.shape  # (L·dirs, B, H), layer-major as torch's RNNs give it
+        per_layer = state.view(self.encoder_layers, self.directions, B, H).permute(0, 2, 1, 3)
+        return list(per_layer.reshape(self.encoder_layers, B, self.directions * H).unbind(0))  # L × (B, dirs·H)
+
+    def forward(self, final):
+        if isinstance(final, torch.Tensor):
+            return self._map(final), None
+        h, c = final
+        return self._map(h), self._map(c)
+
+
 @dataclass
 class DecoderState:
     """Everything one decoding step needs. Tensors are (B, ...) so beam search can reorder them with `select`."""

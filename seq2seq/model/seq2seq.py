@@ -7,12 +7,12 @@ from torch import nn
 from seq2seq.config import ModelConfig
 from seq2seq.data import PAD
 from seq2seq.model.attention import build_attention
-from seq2seq.model.decoder import Bridge, Decoder, DecoderState
+from seq2seq.model.decoder import Bridge, Decoder, DecoderState, DirectBridge
 from seq2seq.model.encoder import Encoder
 
 
 class Seq2Seq(nn.Module):
-    def __init__(self, encoder: Encoder, bridge: Bridge, decoder: Decoder):
+    def __init__(self, encoder: Encoder, bridge: Bridge | DirectBridge, decoder: Decoder):
         super().__init__()
         self.encoder, self.bridge, self.decoder = encoder, bridge, decoder
 
@@ -39,12 +39,18 @@ def _init_weights(model: nn.Module, init_range: float) -> None:
                 module.weight[module.padding_idx].zero_()
 
 
+def _build_bridge(config: ModelConfig) -> Bridge | DirectBridge:
+    if config.bridge == "direct":
+        return DirectBridge(config.encoder_layers, 2 if config.bidirectional else 1)
+    encoder_state_size = config.encoder_layers * config.encoder_output_size
+    return Bridge(encoder_state_size, config.decoder_layers, config.decoder_hidden, has_cell=config.rnn == "lstm")
+
+
 def build_model(config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
     """Wire encoder, bridge, attention and decoder from the model section of the config."""
     encoder = Encoder(src_vocab_size, config.embedding_size, config.encoder_hidden, config.encoder_layers,
                       config.bidirectional, config.dropout, config.rnn)
-    encoder_state_size = config.encoder_layers * config.encoder_output_size
-    bridge = Bridge(encoder_state_size, config.decoder_layers, config.decoder_hidden, has_cell=config.rnn == "lstm")
+    bridge = _build_bridge(config)
     # Tied embeddings need the attentional vector in embedding space, since it feeds the output layer.
     output_size = config.embedding_size if config.tie_embeddings else config.decoder_hidden
     attention = build_attention(config.attention, config.decoder_hidden, encoder.output_size)
