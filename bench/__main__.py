@@ -18,14 +18,13 @@ from typing import Optional
 import torch
 
 from bench import peers
-from bench.common import MULTI30K, RESULTS_DIR, run_measured
+from bench.common import MULTI30K, PEER_MATCH, RESULTS_DIR, run_measured
 from bench.decoding import decoding_benchmark, find
 from bench.report import markdown_report
 from bench.service_throughput import service_benchmark
 from bench.training import train_for, training_benchmark
 from seq2seq.data import read_lines
 
-PEER_MATCH = "configs/peer_match.yaml"
 DEFAULT_CONFIG = "configs/multi30k_de_en.yaml"
 
 

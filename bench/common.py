@@ -14,6 +14,7 @@ import torch
 RESULTS_DIR = Path("bench/results")  # git-ignored
 MULTI30K = Path(os.environ.get("SEQ2SEQ_MULTI30K", "data/multi30k"))
 IWSLT14 = Path(os.environ.get("SEQ2SEQ_IWSLT14", "../shared/data/iwslt14"))
+PEER_MATCH = "configs/peer_match.yaml"  # the peers' model and hyper-parameters in our config
 
 
 @dataclass

@@ -17,6 +17,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+from bench.common import PEER_MATCH
+from seq2seq.config import load_config
+from seq2seq.model import build_model
 from seq2seq.model.dropout import ByteDropout
 from seq2seq.search import top_k
 
@@ -41,10 +44,10 @@ def _side_by_side(name: str, theirs: Callable[[], object], ours: Callable[[], ob
 
 
 def _adam_pair() -> tuple[Callable[[], object], Callable[[], object]]:
-    shapes = [(8000, 256), (8000, 256), (7936, 256), (7936,), (1024, 512), (1024, 256), (1024, 256), (1024, 512),
-              (256, 768), (256, 256), (256,), (512, 256)]
+    """One step of foreach Adam and one of fused Adam, each over its own copy of the peers' model."""
+    config = load_config(PEER_MATCH).model
     def optimizer(fused: bool) -> torch.optim.Optimizer:
-        params = [nn.Parameter(torch.randn(shape)) for shape in shapes]
+        params = list(build_model(config, 8000, 7936).parameters())  # the peers' SentencePiece vocabularies
         for p in params:
             p.grad = torch.randn_like(p)
         return torch.optim.Adam(params, lr=1e-3, fused=fused)
