@@ -18,7 +18,7 @@ from bench.common import MULTI30K
 from seq2seq.checkpoint import load_model
 from seq2seq.data import ParallelDataset, read_lines
 from seq2seq.translate import Translator
-from seq2seq.train import token_loss_sum
+from seq2seq.train import fused_adam_available, token_loss_sum
 
 GROUPS = [  # first match wins
     ("matrix products", ("addmm", "aten::mm", "bmm", "matmul", "linear", "baddbmm", "aten::lstm", "_thnn_fused")),
@@ -60,7 +60,7 @@ def profile_training(checkpoint: str, steps: int) -> str:
     tgt = [loaded.tgt_tokenizer.encode(t) for t in read_lines(MULTI30K / "train.en.gz")[:4000]]
     data = ParallelDataset(src, tgt, loaded.config.train.batch_tokens, seed=1)
     model = loaded.model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused_adam_available(torch.device("cpu")))  # as training does
     batches = [batch for _, batch in data.iterate(0)][: steps + 3]
 
     def step(batch):

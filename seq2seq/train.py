@@ -86,7 +86,7 @@ class Progress:
     history: list = field(default_factory=list)
 
 
-def _fused_adam_available(device: torch.device) -> bool:
+def fused_adam_available(device: torch.device) -> bool:
     """Fused Adam runs on CUDA, and on CPU from torch 2.4 (`torch.__version__` compares as a version)."""
     return device.type == "cuda" or torch.__version__ >= "2.4"
 
@@ -172,7 +172,7 @@ class Trainer:
         t = self.config.train
         cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
         # The fused kernel updates each parameter in one pass: a CPU step's update took 26 ms unfused, 6 ms fused.
-        return cls(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=_fused_adam_available(self.device))
+        return cls(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused_adam_available(self.device))
 
     def _amp_dtype(self) -> Optional[torch.dtype]:
         if self.device.type != "cuda" or not self.config.train.amp:
