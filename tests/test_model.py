@@ -127,6 +127,7 @@ def test_byte_dropout_drops_at_its_rate_and_keeps_the_expectation():
     assert torch.equal(dropout.eval()(x), x)
     with pytest.raises(ValueError):
         ByteDropout(1.0)
+    assert ByteDropout(0.999).p == 255 / 256  # the config allows p < 1; some of every input is kept
 
 
 @pytest.mark.parametrize("rnn", ["lstm", "gru"])
