@@ -171,7 +171,7 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         t = self.config.train
         cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-        # The fused kernel updates each parameter in one pass: a CPU step's update took 26 ms unfused, 6 ms fused.
+        # The fused kernel updates each parameter in one pass: 15.8 ms unfused, 5.9 ms fused (python -m bench.micro).
         return cls(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused_adam_available(self.device))
 
     def _amp_dtype(self) -> Optional[torch.dtype]:

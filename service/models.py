@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 from seq2seq.errors import UserError
 from seq2seq.quantize import check_quantization
-from seq2seq.translate import Translator
+from seq2seq.translate import Translator, resolve_device
 
 LANGUAGE_NAMES = {
     "ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
@@ -56,10 +56,10 @@ class ModelRegistry:
         """Load each checkpoint once. A `named` one ('de-en' → path) must translate the pair it is named for."""
         if not named and not unnamed:
             raise UserError("no model to serve: give --checkpoint, --model SRC-TGT=CKPT or --models-dir")
+        check_quantization(quantize, resolve_device(device))  # once, before any load; the decoder process quantizes
         models = []
         for label, path in [*named.items(), *((None, path) for path in unnamed)]:
             translator = Translator(path, device=device, batch_tokens=batch_tokens)
-            check_quantization(quantize, translator.device)  # the decoder process quantizes; refuse early here
             pair = f"{translator.src_lang}-{translator.tgt_lang}"
             if label is not None and label != pair:
                 raise UserError(f"--model {label}={path}: that checkpoint translates {pair}")
