@@ -5,12 +5,16 @@
 Each line is the median over `repeats` alternated rounds of: a dropout mask for a (64, 15, 256) batch
 (`nn.Dropout` against `ByteDropout`), one Adam update of the peers' model's 7.7 M parameters (foreach against
 fused), and the 5 best of 8,000 scores for 320 rows, as in beam 5 over 64 sentences (`torch.topk` against
-`seq2seq.search.top_k`), plus the max-with-index of greedy search.
+`seq2seq.search.top_k`), plus the max-with-index of greedy search. Last, the output layer and
+log-softmax at beam 5's shape (1,250 rows of 8,000 words, 40 MB), each round in two fresh processes: one
+with glibc's default allocator settings, one after `seq2seq.allocator.keep_large_blocks()`.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import time
 from typing import Callable
 
@@ -20,6 +24,7 @@ from torch import nn
 from bench.common import PEER_MATCH
 from seq2seq.config import load_config
 from seq2seq.model import build_model
+from seq2seq.allocator import keep_large_blocks
 from seq2seq.model.dropout import ByteDropout
 from seq2seq.search import top_k
 
@@ -55,6 +60,30 @@ def _adam_pair() -> tuple[Callable[[], object], Callable[[], object]]:
     return foreach.step, fused.step
 
 
+def output_layer_us(keep_blocks: bool, calls: int = 20) -> float:
+    """µs per output layer + log-softmax over beam 5's rows, in this process (call it in a fresh one)."""
+    if keep_blocks and not keep_large_blocks():
+        raise RuntimeError("glibc's allocator settings could not be changed here")
+    torch.manual_seed(0)
+    generator, rows = nn.Linear(256, 8000), torch.randn(1250, 256)
+    with torch.inference_mode():
+        return _time_us(lambda: torch.log_softmax(generator(rows), dim=-1), calls)
+
+
+def _allocator_side_by_side(repeats: int) -> dict:
+    """Median µs of the output layer in fresh processes, without and with large blocks kept."""
+    def child(keep: bool) -> float:
+        code = f"from bench.micro import output_layer_us; print(output_layer_us({keep}))"
+        return float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+    timings: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(repeats):
+        for keep in (False, True):
+            timings[keep].append(child(keep))
+    default_us, kept_us = statistics.median(timings[False]), statistics.median(timings[True])
+    return {"name": "output layer + log-softmax, (1250, 256) → 8000, glibc default against large blocks kept",
+            "torch_us": default_us, "ours_us": kept_us, "speedup": default_us / kept_us}
+
+
 def micro_benchmarks(repeats: int) -> list[dict]:
     torch.manual_seed(0)
     activations = torch.randn(64, 15, 256)
@@ -68,6 +97,7 @@ def micro_benchmarks(repeats: int) -> list[dict]:
         _side_by_side("top 5 of (320, 8000)", lambda: scores.topk(5, dim=1), lambda: top_k(scores, 5), repeats, 50),
         _side_by_side("max with index of (64, 8000)", lambda: scores[:64].max(dim=1), lambda: top_k(scores[:64], 1),
                       repeats, 100),
+        _allocator_side_by_side(repeats),
     ]
 
 

@@ -15,6 +15,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bench.common import MULTI30K
+from seq2seq.allocator import keep_large_blocks
 from seq2seq.checkpoint import load_model
 from seq2seq.data import ParallelDataset, read_lines
 from seq2seq.translate import Translator
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--lines", type=int, default=300)
     args = parser.parse_args()
+    keep_large_blocks()  # as the trainer and the translator do
     print(f"## Training, {args.steps} steps\n\n{profile_training(args.checkpoint, args.steps)}\n")
     for beam in (1, 5):
         print(f"## Decoding, beam {beam}, {args.lines} test2016 sentences\n\n{profile_decoding(args.checkpoint, args.lines, beam)}\n")

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from seq2seq import distributed
+from seq2seq.allocator import keep_large_blocks
 from seq2seq.checkpoint import (CheckpointWriteError, make_checkpoint, read_checkpoint, remove_stale_temporaries,
                                 save_checkpoint)
 from seq2seq.config import Config, DecodeConfig
@@ -118,6 +119,7 @@ class Trainer:
         self.ckpt_dir = run_dir / "checkpoints"
         self.device = distributed.start(world, resolve_device(config.train.device))
         torch.set_num_threads(distributed.default_threads(world, config.train.threads))
+        keep_large_blocks()
         resume_payload = self._resume_payload() if resume and world.is_main else None
         if world.is_main:
             self._check_run_dir(resume_payload)

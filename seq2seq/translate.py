@@ -9,6 +9,7 @@ import torch
 
 from pydantic import ValidationError
 
+from seq2seq.allocator import keep_large_blocks
 from seq2seq.checkpoint import LoadedModel, load_model
 from seq2seq.config import DecodeConfig, format_validation_error
 from seq2seq.data import collate
@@ -100,6 +101,7 @@ class Translator:
                  quantize: Optional[str] = None):
         self.device = resolve_device(device)
         check_quantization(quantize, self.device)  # before the load: a bad flag is refused at once
+        keep_large_blocks()
         self.loaded: LoadedModel = load_model(checkpoint, self.device)
         self.loaded.model = quantize_for_decoding(self.loaded.model, quantize, self.device)
         self.batch_tokens = batch_tokens
