@@ -19,7 +19,7 @@ import torch
 
 from bench import peers
 from bench.common import MULTI30K, PEER_MATCH, RESULTS_DIR, run_measured
-from bench.decoding import decoding_benchmark, find
+from bench.decoding import decode_in_worker, decoding_benchmark, find
 from bench.report import markdown_report
 from bench.service_throughput import service_benchmark
 from bench.training import train_for, training_benchmark
@@ -38,12 +38,13 @@ class Plan:
     decode_repeats: int
     service_sentences: int
     service_repeats: int
+    side_by_side_rounds: int  # ours and the peers decoding the same test set in turn; odd, for a median round
 
 
 QUICK = Plan(train_steps=150, onmt_steps=300, joey_steps=100, peer_match_steps=300, decode_lines=500, decode_repeats=3,
-             service_sentences=200, service_repeats=1)
+             service_sentences=200, service_repeats=1, side_by_side_rounds=3)
 FULL = Plan(train_steps=900, onmt_steps=2100, joey_steps=1050, peer_match_steps=3000, decode_lines=1000,
-            decode_repeats=3, service_sentences=500, service_repeats=3)
+            decode_repeats=3, service_sentences=500, service_repeats=3, side_by_side_rounds=5)
 
 
 def our_training(plan: Plan, threads: int, peer_results: Optional[dict]) -> tuple[dict, dict]:
@@ -67,6 +68,31 @@ def our_process_decoding(checkpoint: str, beam: int) -> dict:
     lines = len(measured.stdout.splitlines())
     return {"beam": beam, "process_s": round(measured.wall_s, 2), "process_sentences_per_s": round(lines / measured.wall_s, 1),
             "peak_mb": round(measured.peak_mb)}
+
+
+def _median_run(runs: list[dict], rate) -> dict:
+    """The run with the median rate (so its other fields, BLEU and memory, belong to it), with every round's rate."""
+    ordered = sorted(runs, key=rate)
+    return {**ordered[len(ordered) // 2], "rounds": [rate(r) for r in runs]}
+
+
+def side_by_side_decoding(matched_ckpt: str, trained_peers: list[dict], rounds: int,
+                          threads: int) -> tuple[dict, list[dict]]:
+    """Ours and each peer decode test2016, greedy and beam 5, one after another, `rounds` times over.
+
+    The machine is shared and its speed drifts by tens of percent over minutes, so each toolkit is timed
+    in every round and the median round of each is compared. Returns ours by beam, and the peers' runs.
+    """
+    ours: dict[int, list[dict]] = {1: [], 5: []}
+    theirs: dict[tuple[str, int], list[dict]] = {(t["toolkit"], beam): [] for t in trained_peers for beam in (1, 5)}
+    for _ in range(rounds):
+        for beam in (1, 5):
+            ours[beam].append(decode_in_worker(matched_ckpt, "test2016", beam, lines=1000, repeats=1, threads=threads))
+            for trained in trained_peers:
+                theirs[(trained["toolkit"], beam)].append(peers.decode_peer(trained, beam))
+    peer_rate = lambda d: d["generation_sentences_per_s"] or d["process_sentences_per_s"]  # noqa: E731
+    return ({str(beam): _median_run(runs, lambda d: d["sentences_per_s"]) for beam, runs in ours.items()},
+            [_median_run(runs, peer_rate) for runs in theirs.values()])
 
 
 def headline(results: dict) -> dict:
@@ -96,13 +122,15 @@ def run_suite(plan: Plan, with_peers: bool, with_service: bool, checkpoint: Opti
     threads = torch.get_num_threads()
     results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": threads, "torch": torch.__version__}
     if with_peers:
-        results["peers"] = peers.peers_benchmark(plan.onmt_steps, plan.joey_steps)
+        results["peers"] = {"training": peers.train_peers(plan.onmt_steps, plan.joey_steps)}
     default, matched = our_training(plan, threads, results.get("peers"))
     results["training"] = {"default": default, "peer_match": matched}
     matched_ckpt = matched["checkpoint"]
-    same_model = decoding_benchmark(matched_ckpt, lines=1000, repeats=plan.decode_repeats, threads=threads,
-                                    scaling=False, sets=("test2016",), quantized=False)["runs"]
-    results["decoding_peer_model"] = {str(beam): find(same_model, beam=beam) for beam in (1, 5)}
+    trained_peers = results["peers"]["training"] if with_peers else []
+    results["decoding_peer_model"], peer_decoding = side_by_side_decoding(matched_ckpt, trained_peers,
+                                                                          plan.side_by_side_rounds, threads)
+    if with_peers:
+        results["peers"]["decoding"] = peer_decoding
     results["process_decoding_peer_model"] = [our_process_decoding(matched_ckpt, beam) for beam in (1, 5)]
     decode_ckpt = checkpoint or matched_ckpt
     results["decoding_checkpoint"] = decode_ckpt

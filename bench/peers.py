@@ -115,12 +115,23 @@ def _decode_result(toolkit: str, beam: int, measured, generation_s, output: Path
             "peak_mb": round(measured.peak_mb), "bleu": _bleu(output)}
 
 
+DECODERS = {"OpenNMT-py": decode_onmt, "Joey NMT": decode_joey}
+
+
+def train_peers(onmt_steps: int, joey_steps: int) -> list[dict]:
+    """Both peers trained for a fixed number of steps; each entry names its toolkit and checkpoint."""
+    return [train_onmt(onmt_steps), train_joey(joey_steps)]
+
+
+def decode_peer(trained: dict, beam: int) -> dict:
+    """test2016 decoded once by the toolkit that trained `trained` (an entry of `train_peers`)."""
+    return DECODERS[trained["toolkit"]](trained["checkpoint"], beam)
+
+
 def peers_benchmark(onmt_steps: int, joey_steps: int) -> dict:
-    """Train both peers for a fixed number of steps, then decode test2016 greedy and beam 5 with each."""
-    onmt, joey = train_onmt(onmt_steps), train_joey(joey_steps)
-    decoding = [decode(trained["checkpoint"], beam) for trained, decode in ((onmt, decode_onmt), (joey, decode_joey))
-                for beam in (1, 5)]
-    return {"training": [onmt, joey], "decoding": decoding}
+    """Train both peers, then decode test2016 greedy and beam 5 once with each."""
+    trained = train_peers(onmt_steps, joey_steps)
+    return {"training": trained, "decoding": [decode_peer(t, beam) for t in trained for beam in (1, 5)]}
 
 
 def main() -> None:

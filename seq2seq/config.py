@@ -45,6 +45,9 @@ class ModelConfig(Section):
     decoder_layers: int = Field(default=1, gt=0)
     attention: Literal["bahdanau", "dot", "general"] = "bahdanau"
     dropout: float = Field(default=0.3, ge=0.0, lt=1.0)
+    memory_dropout: Optional[float] = Field(
+        default=None, ge=0.0, lt=1.0, description="dropout on the encoder outputs that attention reads; "
+                                                  "unset: `dropout` (OpenNMT-py applies none: 0)")
     tie_embeddings: bool = True
     init_range: float = Field(default=0.0, ge=0.0, description="uniform init range for all weights; 0 keeps torch defaults (learns faster here)")
     bridge: Literal["learned", "direct"] = Field(

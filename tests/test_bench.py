@@ -24,3 +24,11 @@ def test_flop_count_covers_the_output_layer_and_grows_with_the_model():
     tiny, default = flops_per_target_token("configs/tiny.yaml"), flops_per_target_token("configs/multi30k_de_en.yaml")
     output_layer = 3 * 2 * 256 * 8000  # forward and backward of the default's 256 → 8,000 projection, per token
     assert 0 < tiny < default and output_layer < default < 4 * output_layer
+
+
+def test_side_by_side_reports_each_toolkits_median_round_whole():
+    from bench.__main__ import _median_run
+    runs = [{"sentences_per_s": 500.0, "bleu": 30.1}, {"sentences_per_s": 300.0, "bleu": 30.2},
+            {"sentences_per_s": 400.0, "bleu": 30.3}]
+    median = _median_run(runs, lambda d: d["sentences_per_s"])
+    assert median == {"sentences_per_s": 400.0, "bleu": 30.3, "rounds": [500.0, 300.0, 400.0]}

@@ -49,6 +49,16 @@ def test_encoder_outputs_are_zero_on_padding():
     assert torch.all(memory[batch.src == PAD] == 0)
 
 
+@pytest.mark.parametrize("memory_dropout, dropped_share", [(None, 0.5), (0.0, 0.0), (0.25, 0.25)])
+def test_memory_dropout_drops_encoder_outputs_at_its_own_rate(memory_dropout, dropped_share):
+    """`memory_dropout` unset follows `dropout`; 0 leaves what attention reads intact, as OpenNMT-py does."""
+    torch.manual_seed(0)
+    model = build_model(small_config(dropout=0.5, memory_dropout=memory_dropout), V_SRC, V_TGT).train()
+    src = torch.randint(4, V_SRC, (64, 30))
+    memory, _ = model.encoder(src, torch.full((64,), 30))
+    assert (memory == 0).float().mean().item() == pytest.approx(dropped_share, abs=0.02)
+
+
 @pytest.mark.parametrize("enc_layers, dec_layers, bidirectional, rnn", [
     (1, 1, True, "lstm"), (2, 1, True, "lstm"), (1, 3, False, "lstm"), (2, 2, True, "gru"), (3, 1, False, "gru"),
 ])

@@ -13,10 +13,11 @@ RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 class Encoder(nn.Module):
     def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
-                 bidirectional: bool, dropout: float, rnn: str):
+                 bidirectional: bool, dropout: float, rnn: str, output_dropout: float):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
         self.dropout = ByteDropout(dropout)
+        self.output_dropout = ByteDropout(output_dropout)
         self.rnn = RNN_CLASSES[rnn](embedding_size, hidden_size, num_layers, batch_first=True,
                                     bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
         self.output_size = hidden_size * (2 if bidirectional else 1)
@@ -30,4 +31,4 @@ class Encoder(nn.Module):
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         packed_out, final = self.rnn(packed)
         outputs, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src.size(1))
-        return self.dropout(outputs), final
+        return self.output_dropout(outputs), final

@@ -46,10 +46,14 @@ def _build_bridge(config: ModelConfig) -> Bridge | DirectBridge:
     return Bridge(encoder_state_size, config.decoder_layers, config.decoder_hidden, has_cell=config.rnn == "lstm")
 
 
+def _memory_dropout(config: ModelConfig) -> float:
+    return config.dropout if config.memory_dropout is None else config.memory_dropout
+
+
 def build_model(config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
     """Wire encoder, bridge, attention and decoder from the model section of the config."""
     encoder = Encoder(src_vocab_size, config.embedding_size, config.encoder_hidden, config.encoder_layers,
-                      config.bidirectional, config.dropout, config.rnn)
+                      config.bidirectional, config.dropout, config.rnn, _memory_dropout(config))
     bridge = _build_bridge(config)
     # Tied embeddings need the attentional vector in embedding space, since it feeds the output layer.
     output_size = config.embedding_size if config.tie_embeddings else config.decoder_hidden
