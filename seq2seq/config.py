@@ -48,6 +48,9 @@ class ModelConfig(Section):
     memory_dropout: Optional[float] = Field(
         default=None, ge=0.0, lt=1.0, description="dropout on the encoder outputs that attention reads; "
                                                   "unset: `dropout` (OpenNMT-py applies none: 0)")
+    attentional_activation: Literal["tanh", "none"] = Field(
+        default="tanh", description="on the attentional vector W[h; context]: tanh (Luong et al.), or none "
+                                    "(OpenNMT-py with Bahdanau attention)")
     tie_embeddings: bool = True
     init_range: float = Field(default=0.0, ge=0.0, description="uniform init range for all weights; 0 keeps torch defaults (learns faster here)")
     bridge: Literal["learned", "direct"] = Field(

@@ -59,6 +59,19 @@ def test_memory_dropout_drops_encoder_outputs_at_its_own_rate(memory_dropout, dr
     assert (memory == 0).float().mean().item() == pytest.approx(dropped_share, abs=0.02)
 
 
+@pytest.mark.parametrize("activation", ["tanh", "none"])
+def test_attentional_vector_is_squashed_only_with_tanh(activation):
+    torch.manual_seed(0)
+    model = build_model(small_config(attentional_activation=activation, init_range=1.0), V_SRC, V_TGT).eval()
+    seen = []
+    model.decoder.activation.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    batch = toy_batch()
+    model(batch.src, batch.src_lengths, batch.tgt_in)
+    largest = torch.cat(seen).abs().max().item()
+    assert len(seen) == batch.tgt_in.size(1)  # once per target step
+    assert (largest < 1) if activation == "tanh" else (largest > 1)
+
+
 @pytest.mark.parametrize("enc_layers, dec_layers, bidirectional, rnn", [
     (1, 1, True, "lstm"), (2, 1, True, "lstm"), (1, 3, False, "lstm"), (2, 2, True, "gru"), (3, 1, False, "gru"),
 ])

@@ -115,7 +115,8 @@ class DecoderState:
 
 class Decoder(nn.Module):
     def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
-                 output_size: int, memory_size: int, attention: Attention, dropout: float, rnn: str):
+                 output_size: int, memory_size: int, attention: Attention, dropout: float, rnn: str,
+                 attentional_activation: str):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
         self.dropout = ByteDropout(dropout)
@@ -126,6 +127,7 @@ class Decoder(nn.Module):
         self.feed_proj = nn.Linear(output_size, num_gates * hidden_size, bias=False)
         self.attention = attention
         self.combine = nn.Linear(hidden_size + memory_size, output_size)
+        self.activation = nn.Tanh() if attentional_activation == "tanh" else nn.Identity()
         self.output_size = output_size
         self.generator = nn.Linear(output_size, vocab_size)
 
@@ -144,7 +146,7 @@ class Decoder(nn.Module):
             new_h.append(h)
             new_c.append(c)
         context, weights = self.attention(new_h[-1], state.keys, state.memory, state.mask)
-        output = self.dropout(torch.tanh(self.combine(torch.cat([new_h[-1], context], dim=-1))))
+        output = self.dropout(self.activation(self.combine(torch.cat([new_h[-1], context], dim=-1))))
         state = replace(state, h=new_h, c=None if state.c is None else new_c, feed=output)
         return output, weights, state
 

@@ -59,7 +59,8 @@ def build_model(config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -
     output_size = config.embedding_size if config.tie_embeddings else config.decoder_hidden
     attention = build_attention(config.attention, config.decoder_hidden, encoder.output_size)
     decoder = Decoder(tgt_vocab_size, config.embedding_size, config.decoder_hidden, config.decoder_layers,
-                      output_size, encoder.output_size, attention, config.dropout, config.rnn)
+                      output_size, encoder.output_size, attention, config.dropout, config.rnn,
+                      config.attentional_activation)
     model = Seq2Seq(encoder, bridge, decoder)
     _init_weights(model, config.init_range)
     if config.tie_embeddings:
