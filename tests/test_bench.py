@@ -32,3 +32,15 @@ def test_side_by_side_reports_each_toolkits_median_round_whole():
             {"sentences_per_s": 400.0, "bleu": 30.3}]
     median = _median_run(runs, lambda d: d["sentences_per_s"])
     assert median == {"sentences_per_s": 400.0, "bleu": 30.3, "rounds": [500.0, 300.0, 400.0]}
+
+
+def test_peak_memory_is_the_commands_own_not_that_of_the_process_running_it(tmp_path, monkeypatch):
+    """Linux starts a child's ru_maxrss from its parent's memory; bench processes hold torch and more."""
+    from bench.common import run_measured
+    monkeypatch.chdir(tmp_path)  # run_measured keeps its logs under bench/results
+    held = bytearray(400 * 2**20)
+    held[::4096] = b"\1" * len(held[::4096])  # resident, not just reserved
+    small = run_measured([sys.executable, "-c", "pass"])
+    big = run_measured([sys.executable, "-c", "b = bytearray(200 * 2**20); b[::4096] = b'1' * len(b[::4096])"])
+    assert small.peak_mb < 100
+    assert 200 < big.peak_mb < 300
