@@ -77,19 +77,16 @@ def _quartile(translator, sources: list[str], references: list[str], quartile: i
     return [sources[i] for i in chosen], [references[i] for i in chosen]
 
 
-def decoding_benchmark(checkpoint: str, *, lines: int, repeats: int, threads: int, scaling: bool = True,
-                       sets: tuple[str, ...] = tuple(TEST_SETS), quantized: bool = True) -> dict:
+def decoding_benchmark(checkpoint: str, *, lines: int, repeats: int, threads: int) -> dict:
     """Greedy and beam 5 on each test set, int8 beside fp32 on test2016, and the length and batch scaling."""
     measure = lambda test_set, beam, **kw: decode_in_worker(checkpoint, test_set, beam, threads=threads, **kw)  # noqa: E731
-    results: dict = {"runs": [measure(s, beam, lines=lines, repeats=repeats) for s in sets for beam in (1, 5)]}
-    if quantized:
-        results["runs"] += [measure("test2016", beam, lines=lines, repeats=repeats, quantize="int8") for beam in (1, 5)]
-    if scaling:
-        results["by_length"] = [measure("iwslt14", beam, lines=4 * lines, repeats=1, length_quartile=q)
-                                for beam in (1, 5) for q in range(4)]
-        results["by_batch"] = [measure("test2016", 5, lines=lines, repeats=1, batch_tokens=size)
-                               for size in (15, 250, 1000, 4000, 16000)]
-    return results
+    runs = [measure(s, beam, lines=lines, repeats=repeats) for s in TEST_SETS for beam in (1, 5)]
+    runs += [measure("test2016", beam, lines=lines, repeats=repeats, quantize="int8") for beam in (1, 5)]
+    return {"runs": runs,
+            "by_length": [measure("iwslt14", beam, lines=4 * lines, repeats=1, length_quartile=q)
+                          for beam in (1, 5) for q in range(4)],
+            "by_batch": [measure("test2016", 5, lines=lines, repeats=1, batch_tokens=size)
+                         for size in (15, 250, 1000, 4000, 16000)]}
 
 
 def find(runs: list[dict], **match) -> dict:

@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from bench.common import PEER_MATCH
+from seq2seq.allocator import keep_large_blocks
 from seq2seq.config import load_config
 from seq2seq.model import build_model
-from seq2seq.allocator import keep_large_blocks
 from seq2seq.model.dropout import ByteDropout
 from seq2seq.search import top_k
 
@@ -37,15 +37,21 @@ def _time_us(fn: Callable[[], object], calls: int) -> float:
     return (time.perf_counter() - started) / calls * 1e6
 
 
+def _alternated(name: str, measure_theirs: Callable[[], float], measure_ours: Callable[[], float],
+                repeats: int) -> dict:
+    """Median µs of each measurement, alternated round by round so both see the same machine."""
+    theirs, ours = [], []
+    for _ in range(repeats):
+        theirs.append(measure_theirs())
+        ours.append(measure_ours())
+    torch_us, ours_us = statistics.median(theirs), statistics.median(ours)
+    return {"name": name, "torch_us": torch_us, "ours_us": ours_us, "speedup": torch_us / ours_us}
+
+
 def _side_by_side(name: str, theirs: Callable[[], object], ours: Callable[[], object], repeats: int,
                   calls: int) -> dict:
-    """Median µs of each, alternated round by round so both see the same machine."""
-    timings: dict[str, list[float]] = {"torch": [], "ours": []}
-    for _ in range(repeats):
-        timings["torch"].append(_time_us(theirs, calls))
-        timings["ours"].append(_time_us(ours, calls))
-    torch_us, ours_us = (statistics.median(timings[k]) for k in ("torch", "ours"))
-    return {"name": name, "torch_us": torch_us, "ours_us": ours_us, "speedup": torch_us / ours_us}
+    """Median µs per call of each, timed in this process."""
+    return _alternated(name, lambda: _time_us(theirs, calls), lambda: _time_us(ours, calls), repeats)
 
 
 def _adam_pair() -> tuple[Callable[[], object], Callable[[], object]]:
@@ -75,13 +81,8 @@ def _allocator_side_by_side(repeats: int) -> dict:
     def child(keep: bool) -> float:
         code = f"from bench.micro import output_layer_us; print(output_layer_us({keep}))"
         return float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
-    timings: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(repeats):
-        for keep in (False, True):
-            timings[keep].append(child(keep))
-    default_us, kept_us = statistics.median(timings[False]), statistics.median(timings[True])
-    return {"name": "output layer + log-softmax, (1250, 256) → 8000, glibc default against large blocks kept",
-            "torch_us": default_us, "ours_us": kept_us, "speedup": default_us / kept_us}
+    return _alternated("output layer + log-softmax, (1250, 256) → 8000, glibc default against large blocks kept",
+                       lambda: child(False), lambda: child(True), repeats)
 
 
 def micro_benchmarks(repeats: int) -> list[dict]:
