@@ -46,7 +46,7 @@ def _count_lines(path: str) -> Optional[int]:
 def _decode_options(translator, args: argparse.Namespace):
     return translator.options(beam_size=args.beam_size, n_best=getattr(args, "n_best", None),
                               length_penalty=args.length_penalty, max_length_ratio=args.max_length_ratio,
-                              min_length=args.min_length, block_unk=args.no_unk or None)
+                              min_length=args.min_length, block_unk=args.no_unk or None, stopping=args.stopping)
 
 
 def _write_translation(out, index: int, translation, n_best: int) -> None:
@@ -266,6 +266,9 @@ def _add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length-ratio", type=float, help="longest output as a ratio of the source length")
     p.add_argument("--min-length", type=int, help="target pieces before the end of sentence is allowed")
     p.add_argument("--no-unk", action="store_true", help="never output <unk>")
+    p.add_argument("--stopping", choices=["heuristic", "exhaustive"],
+                   help="when beam search ends a sentence: once no live beam would win by ending at the next step "
+                        "(heuristic, default), or by growing to the length limit (exhaustive: slower)")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -134,6 +134,10 @@ class DecodeConfig(Section):
     max_length_extra: int = Field(default=5, ge=0, le=1000)
     min_length: int = Field(default=0, ge=0, description="target pieces before the end of sentence is allowed")
     block_unk: bool = Field(default=False, description="never output <unk>")
+    stopping: Literal["heuristic", "exhaustive"] = Field(
+        default="heuristic",
+        description="beam search ends a sentence once no live beam would beat its n-th finished one by ending at "
+                    "the next step (heuristic), or by growing to the longest allowed length (exhaustive)")
 
     @model_validator(mode="after")
     def _check_n_best(self) -> "DecodeConfig":

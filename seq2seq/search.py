@@ -203,15 +203,17 @@ def _widen(active: torch.Tensor, B: int, tokens: torch.Tensor, parents: torch.Te
 
 def _cannot_improve(scores: torch.Tensor, lengths: torch.Tensor, finished: torch.Tensor, limits: torch.Tensor,
                     options: DecodeConfig) -> torch.Tensor:
-    """(B,) true where n_best hypotheses are finished and no live beam can still beat the n-th of them.
+    """(B,) true where n_best hypotheses are finished and no live beam is expected to beat the n-th of them.
 
-    A live beam's log-probability only falls as it grows, so the best normalised score it can still
-    reach is its score divided by the length penalty at the longest allowed length.
+    A live beam's log-probability only falls as it grows, so with "exhaustive" stopping the best normalised
+    score it can still reach is its score divided by the length penalty at the longest allowed length. That
+    bound is loose: "heuristic" stopping asks only what the beam would score if it ended at the next step.
     """
     alpha = options.length_penalty
     finished_scores = (scores / length_penalty(lengths, alpha)).masked_fill(~finished, float("-inf"))
     nth_best = finished_scores.topk(options.n_best, dim=1).values[:, -1]  # (B,)
-    best_reachable = (scores / length_penalty(limits, alpha).unsqueeze(1)).masked_fill(finished, float("-inf"))
+    horizon = limits.unsqueeze(1) if options.stopping == "exhaustive" else lengths + 1  # (B, 1) or (B, K)
+    best_reachable = (scores / length_penalty(horizon, alpha)).masked_fill(finished, float("-inf"))
     return nth_best.isfinite() & (best_reachable.max(1).values <= nth_best)
 
 

@@ -53,6 +53,20 @@ def test_beam_finds_more_probable_translations_than_greedy(translator, sentences
     assert sum(b[0].score >= g[0].score - 1e-4 for g, b in zip(greedy, beam)) >= 0.9 * len(sentences)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_heuristic_stopping_finds_what_exhaustive_finds(translator, sentences, alpha):
+    batch = _batch(translator, sentences)
+    model = translator.loaded.model
+    found = {stopping: beam_search(model, batch.src, batch.src_lengths,
+                                   DecodeConfig(beam_size=5, length_penalty=alpha, stopping=stopping))
+             for stopping in ("heuristic", "exhaustive")}
+    pairs = list(zip(found["heuristic"], found["exhaustive"]))
+    if alpha == 0:  # log-probabilities only fall, so stopping early loses nothing
+        assert all(h[0].ids == e[0].ids for h, e in pairs)
+    assert sum(e[0].score for _, e in pairs) >= sum(h[0].score for h, _ in pairs) - 1e-4
+    assert sum(h[0].ids == e[0].ids for h, e in pairs) >= 0.9 * len(pairs)
+
+
 def test_n_best_lists_are_sorted_distinct_and_complete(translator, sentences):
     results = translator.translate(sentences, translator.options(beam_size=5, n_best=5))
     for translation in results:
