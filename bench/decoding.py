@@ -17,6 +17,7 @@ from typing import Optional
 
 from bench.common import IWSLT14, MULTI30K, median, run_measured
 from seq2seq.evaluate import score_corpus
+from seq2seq.translate import DEFAULT_BATCH_TOKENS
 
 TEST_SETS = {
     "test2016": (MULTI30K / "test_2016_flickr.de.gz", MULTI30K / "test_2016_flickr.en.gz"),
@@ -25,7 +26,7 @@ TEST_SETS = {
 
 
 def decode_in_worker(checkpoint: str, test_set: str, beam: int, *, lines: int, repeats: int, threads: int,
-                     quantize: Optional[str] = None, batch_tokens: int = 4000, length_quartile: Optional[int] = None) -> dict:
+                     quantize: Optional[str] = None, batch_tokens: int = DEFAULT_BATCH_TOKENS, length_quartile: Optional[int] = None) -> dict:
     """One decoding setting measured in a fresh process: its result dict (see `worker`)."""
     command = [sys.executable, "-m", "bench.decoding", "--worker", "--checkpoint", checkpoint, "--test-set", test_set,
                "--beam", str(beam), "--lines", str(lines), "--repeats", str(repeats), "--threads", str(threads),
@@ -85,8 +86,8 @@ def decoding_benchmark(checkpoint: str, *, lines: int, repeats: int, threads: in
     return {"runs": runs,
             "by_length": [measure("iwslt14", beam, lines=4 * lines, repeats=1, length_quartile=q)
                           for beam in (1, 5) for q in range(4)],
-            "by_batch": [measure("test2016", 5, lines=lines, repeats=1, batch_tokens=size)
-                         for size in (15, 250, 1000, 4000, 16000)]}
+            "by_batch": [measure("test2016", 5, lines=lines, repeats=1, batch_tokens=5 * source_tokens)
+                         for source_tokens in (15, 250, 1000, 4000, 16000)]}
 
 
 def find(runs: list[dict], **match) -> dict:
@@ -103,7 +104,7 @@ def main() -> None:
     parser.add_argument("--test-set", choices=list(TEST_SETS), default="test2016")
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--quantize", choices=["int8"])
-    parser.add_argument("--batch-tokens", type=int, default=4000)
+    parser.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS, help="source tokens × beam size")
     parser.add_argument("--length-quartile", type=int, choices=range(4))
     args = parser.parse_args()
     if args.worker:

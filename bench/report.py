@@ -45,7 +45,7 @@ def markdown_report(r: dict) -> str:
             [[x["beam"], x["mean_source_pieces"], x["ms_per_sentence"], x["tgt_tokens_per_s"]] for x in dec["by_length"]]))
         parts.append("### Time against batch size (test2016, beam 5)\n" + _table(
             ["source tokens per batch", "sent/s", "ms/sentence", "peak MB"],
-            [[x["batch_tokens"], x["sentences_per_s"], x["ms_per_sentence"], x["peak_mb"]] for x in dec["by_batch"]]))
+            [[x["batch_tokens"] // x["beam"], x["sentences_per_s"], x["ms_per_sentence"], x["peak_mb"]] for x in dec["by_batch"]]))
     if "service" in r:
         s = r["service"]
         parts.append(f"## Service (beam 5, {s['sentences']} sentences; offline {s['offline_sentences_per_s']} sent/s, "

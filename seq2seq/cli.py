@@ -127,7 +127,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         raise UserError(f"--src has {len(sources)} lines but --tgt has {len(targets)}")
     loaded = translator.loaded
     scores = score_pairs(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, sources, targets,
-                         translator.device, args.batch_size)
+                         translator.device, args.batch_size or 4000)
     out = _open_output(args.output)
     for total, tokens in scores:
         out.write(f"{total:.4f}\t{total / max(tokens, 1):.4f}\n")
@@ -251,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--batch-size", type=int, default=4000, help="source tokens per batch")
+    p.add_argument("--batch-size", type=int, help="source tokens × beam size per batch (default 20000: 4000 source "
+                   "tokens at beam 5); for score, tokens of the longer side (default 4000)")
     _add_quantize_argument(p)
 
 

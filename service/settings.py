@@ -32,7 +32,7 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(default=1_000_000, gt=0, description="larger bodies get 413 before parsing")
     # Dynamic batching.
     batch_wait_ms: float = Field(default=5.0, ge=0, description="how long to gather concurrent requests")
-    batch_max_tokens: int = Field(default=6000, gt=0, description="source tokens per decoding batch")
+    batch_max_tokens: int = Field(default=6000, gt=0, description="source tokens × beam size per decoding batch")
     queue_sentences: int = Field(default=2048, gt=0, description="sentences waiting at most; beyond, 503")
     request_timeout_s: float = Field(default=30.0, gt=0)
     body_timeout_s: float = Field(default=10.0, gt=0, description="a request body must arrive within this, else 408")

@@ -84,6 +84,20 @@ def test_batched_and_one_by_one_translation_agree(translator, sentences):
     assert together == alone
 
 
+def test_batches_hold_the_token_budget_divided_by_the_beam(tiny_run, sentences, monkeypatch):
+    import seq2seq.translate
+
+    source_tokens = []
+    search = seq2seq.translate.search
+    monkeypatch.setattr(seq2seq.translate, "search", lambda model, src, lengths, options: (
+        source_tokens.append(src.numel()), search(model, src, lengths, options))[1])
+    translator = Translator(tiny_run / "checkpoints/best.pt", device="cpu", batch_tokens=500)
+    for beam_size, budget in ((1, 500), (5, 100)):
+        source_tokens.clear()
+        translator.translate(sentences, translator.options(beam_size=beam_size))
+        assert len(source_tokens) > 1 and max(source_tokens) <= budget
+
+
 def test_input_order_is_preserved(translator, sentences):
     options = translator.options(beam_size=3)
     forward = [t.text for t in translator.translate(sentences, options)]
