@@ -1,7 +1,7 @@
 """The benchmark suite: training, decoding, int8, the service, and the peers, side by side in one run.
 
     python -m bench --quick --json     # a few minutes; peers trained for a fixed small number of steps
-    python -m bench                    # the record: peers trained ~20 minutes, ours for the same wall time
+    python -m bench                    # the record (~50 min): peers trained ~11 minutes, ours for the same wall time
 
 Writes bench/results/bench-TIME.{json,md}, prints the table, and with --json prints one JSON object of the
 headline figures as its last line. Ratios are ours / the faster peer, measured in this run.
