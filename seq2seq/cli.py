@@ -118,7 +118,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_score(args: argparse.Namespace) -> None:
     from seq2seq.data import read_lines
-    from seq2seq.scoring import score_pairs
+    from seq2seq.scoring import DEFAULT_SCORE_BATCH_TOKENS, score_pairs
     from seq2seq.translate import Translator
 
     translator = Translator(args.checkpoint, device=args.device, quantize=args.quantize)
@@ -127,7 +127,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         raise UserError(f"--src has {len(sources)} lines but --tgt has {len(targets)}")
     loaded = translator.loaded
     scores = score_pairs(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, sources, targets,
-                         translator.device, args.batch_size or 4000)
+                         translator.device, args.batch_size or DEFAULT_SCORE_BATCH_TOKENS)
     out = _open_output(args.output)
     for total, tokens in scores:
         out.write(f"{total:.4f}\t{total / max(tokens, 1):.4f}\n")

@@ -11,9 +11,12 @@ from seq2seq.tokenizer import Tokenizer
 from seq2seq.translate import encode_sources, length_sorted_batches
 
 
+DEFAULT_SCORE_BATCH_TOKENS = 4000  # padded tokens of the longer side per batch; there are no beams
+
+
 @torch.inference_mode()
 def score_pairs(model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, sources: Sequence[str],
-                targets: Sequence[str], device: torch.device, batch_tokens: int = 4000,
+                targets: Sequence[str], device: torch.device, batch_tokens: int = DEFAULT_SCORE_BATCH_TOKENS,
                 max_pieces: int = 250) -> list[tuple[float, int]]:
     """(total log-probability, target tokens incl. EOS) for each pair, in input order.
 

@@ -89,8 +89,12 @@ def test_batches_hold_the_token_budget_divided_by_the_beam(tiny_run, sentences, 
 
     source_tokens = []
     search = seq2seq.translate.search
-    monkeypatch.setattr(seq2seq.translate, "search", lambda model, src, lengths, options: (
-        source_tokens.append(src.numel()), search(model, src, lengths, options))[1])
+
+    def search_and_record(model, src, lengths, options):
+        source_tokens.append(src.numel())  # padded source tokens of the batch
+        return search(model, src, lengths, options)
+
+    monkeypatch.setattr(seq2seq.translate, "search", search_and_record)
     translator = Translator(tiny_run / "checkpoints/best.pt", device="cpu", batch_tokens=500)
     for beam_size, budget in ((1, 500), (5, 100)):
         source_tokens.clear()
