@@ -38,17 +38,39 @@ def length_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
     return ((5.0 + lengths.float()) / 6.0) ** alpha
 
 
-def _restrict(log_probs: torch.Tensor, step: int, limits: torch.Tensor, options: DecodeConfig) -> torch.Tensor:
-    """Apply the length limits and the no-unk rule in place. log_probs: (N, V), limits: (N,) → (N, V)."""
-    if options.block_unk:
-        log_probs[:, UNK] = float("-inf")
+def best_tokens(logits: torch.Tensor, k: int, step: int, limits: torch.Tensor,
+                options: DecodeConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's k best allowed tokens as log-probabilities, best first. logits: (N, V), overwritten → (N, k), (N, k).
+
+    The same as taking the log-softmax, applying the rules (the length limits, the minimum length, no unk)
+    and then the top k, but the (N, V) log-probabilities are never written: the candidates come from the
+    logits, the log-normaliser is summed in place, and the rules apply to the candidates alone. Spare
+    candidates stand in for any the rules remove.
+    """
     at_limit = step + 1 >= limits  # (N,) these rows must end now
-    if step < options.min_length:
-        log_probs[:, EOS] = torch.where(at_limit, log_probs[:, EOS], float("-inf"))
-    if bool(at_limit.any()):
-        not_eos = torch.arange(log_probs.size(1), device=log_probs.device) != EOS
-        log_probs[at_limit] = log_probs[at_limit].masked_fill(not_eos, float("-inf"))
-    return log_probs
+    before_min = step < options.min_length
+    spare = int(options.block_unk) + int(before_min)
+    values, ids = top_k(logits, k + spare)  # (N, k + spare)
+    eos_logits = logits[:, EOS].clone()
+    log_norm = _log_sum_exp_(logits, values[:, :1])  # (N, 1)
+    values = values - log_norm
+    if options.block_unk:
+        values = values.masked_fill(ids == UNK, float("-inf"))
+    if before_min:
+        values = values.masked_fill((ids == EOS) & ~at_limit.unsqueeze(1), float("-inf"))
+    if bool(at_limit.any()):  # only EOS is allowed: it becomes the one finite candidate
+        values[at_limit] = float("-inf")
+        values[at_limit, 0] = eos_logits[at_limit] - log_norm[at_limit, 0]
+        ids[at_limit, 0] = EOS
+    if spare:
+        values, order = values.sort(dim=1, descending=True, stable=True)
+        values, ids = values[:, :k], ids.gather(1, order[:, :k])
+    return values, ids
+
+
+def _log_sum_exp_(logits: torch.Tensor, row_max: torch.Tensor) -> torch.Tensor:
+    """log Σ exp over each row, overwriting `logits` (N, V); row_max (N, 1) is each row's maximum → (N, 1)."""
+    return logits.sub_(row_max).exp_().sum(dim=1, keepdim=True).log_().add_(row_max)
 
 
 def top_k(scores: torch.Tensor, k: int, block: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,8 +108,8 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
     scores = torch.zeros(B, device=device)  # of all B sentences
     steps, attentions = [], []
     for t in range(int(limits.max())):  # evaluated once; limits shrink with the batch
-        log_probs, weights, state = model.decoder.step(tokens, state)  # (A, V), (A, S)
-        best, tokens = (column.squeeze(1) for column in top_k(_restrict(log_probs, t, limits, options), 1))
+        logits, weights, state = model.decoder.step(tokens, state)  # (A, V), (A, S)
+        best, tokens = (column.squeeze(1) for column in best_tokens(logits, 1, t, limits, options))
         scores[active] += best
         # greedy is one beam per sentence with no parents to follow: the tokens stand in for them
         step_tokens, _, step_weights = _widen(active, B, tokens.unsqueeze(1), tokens.unsqueeze(1), weights)
@@ -140,10 +162,9 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
     eos_values[0] = 0.0
     for t in range(int(limits.max())):  # evaluated once; limits shrink with the batch
         A = active.numel()
-        log_probs, weights, state = model.decoder.step(tokens, state)  # (A·K, V), (A·K, S)
+        logits, weights, state = model.decoder.step(tokens, state)  # (A·K, V), (A·K, S)
         # Each beam's K best tokens are the only ones that can survive, so rank just those.
-        row_limits = limits.repeat_interleave(K)
-        token_scores, token_ids = top_k(_restrict(log_probs, t, row_limits, options), K)  # (A·K, K)
+        token_scores, token_ids = best_tokens(logits, K, t, limits.repeat_interleave(K), options)  # (A·K, K)
         token_scores = torch.where(finished.view(-1, 1), eos_values, token_scores).view(A, K, K)
         token_ids = token_ids.masked_fill(finished.view(-1, 1), EOS).view(A, K * K)
         candidates = scores.unsqueeze(2) + token_scores  # (A, K, K)

@@ -10,7 +10,7 @@ from seq2seq.config import DecodeConfig
 from seq2seq.data import EOS, UNK, collate, read_lines
 from seq2seq.errors import UserError
 from seq2seq.quantize import quantize_for_decoding
-from seq2seq.search import beam_search, greedy_search, top_k
+from seq2seq.search import beam_search, best_tokens, greedy_search, top_k
 from seq2seq.translate import Translator
 from tests.conftest import MULTI30K, run_cli
 
@@ -254,3 +254,28 @@ def test_block_top_k_gives_torch_topk_values_in_order(vocab, k):
     finite = expected_values.isfinite()
     assert torch.equal(ids[finite], expected_ids[finite])
     assert ids[3, 0] == vocab - 1
+
+
+@pytest.mark.parametrize("step, min_length, block_unk", [(0, 0, False), (0, 3, True), (2, 3, False), (4, 0, True)])
+@pytest.mark.parametrize("k", [1, 5])
+def test_best_tokens_are_the_top_k_of_the_log_softmax_under_the_rules(step, min_length, block_unk, k):
+    """The rules cut the log-probabilities of the full softmax, never renormalise them."""
+    torch.manual_seed(step * 10 + k)
+    logits = torch.randn(24, 300) * 4
+    logits[:, EOS] += 6.0  # often among the best, so the minimum length has to remove it
+    logits[:, UNK] += 6.0
+    limits = torch.randint(step + 1, step + 3, (24,))  # some rows are at their limit (step + 1), some not
+    options = DecodeConfig(beam_size=max(k, 1), min_length=min_length, block_unk=block_unk)
+    expected = torch.log_softmax(logits, dim=1)
+    at_limit = step + 1 >= limits
+    if block_unk:
+        expected[:, UNK] = float("-inf")
+    if step < min_length:
+        expected[~at_limit, EOS] = float("-inf")
+    expected[at_limit] = expected[at_limit].masked_fill(torch.arange(300) != EOS, float("-inf"))
+    expected_values, _ = expected.topk(k, dim=1)
+    values, ids = best_tokens(logits.clone(), k, step, limits, options)
+    torch.testing.assert_close(values, expected_values)
+    finite = values.isfinite()
+    assert torch.equal(expected.gather(1, ids)[finite], expected_values[finite])
+    assert bool(at_limit.any()) and torch.equal(ids[at_limit, 0], torch.full((int(at_limit.sum()),), EOS))

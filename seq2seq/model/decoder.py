@@ -151,10 +151,10 @@ class Decoder(nn.Module):
         return output, weights, state
 
     def step(self, tokens: torch.Tensor, state: DecoderState):
-        """One decoding step. tokens: (B,) previous ids → log-probabilities (B, V), attention (B, S), new state."""
+        """One decoding step. tokens: (B,) previous ids → logits (B, V), attention (B, S), new state."""
         first_gates = self.cells[0].input_proj(self.dropout(self.embedding(tokens)))
         output, weights, state = self._step(first_gates, state)
-        return torch.log_softmax(self.generator(output).float(), dim=-1), weights, state
+        return self.generator(output).float(), weights, state
 
     def forward(self, tgt_in: torch.Tensor, state: DecoderState, sampling_prob: float = 0.0) -> torch.Tensor:
         """Teacher-forced decoding. tgt_in: (B, T) → logits (B, T, V).
