@@ -1,4 +1,4 @@
-"""The benchmark suite: training, decoding, int8, the service, and the peers, side by side in one run.
+"""The benchmark suite: training, decoding, int8, the service, the peers and a roofline, side by side in one run.
 
     python -m bench --quick --json     # a few minutes; peers trained for a fixed small number of steps
     python -m bench                    # the record (~50 min): peers trained ~11 minutes, ours for the same wall time
@@ -95,6 +95,13 @@ def side_by_side_decoding(matched_ckpt: str, trained_peers: list[dict], rounds: 
             [_median_run(runs, peer_rate) for runs in theirs.values()])
 
 
+def roofline_figures(checkpoint: str, threads: int) -> dict:
+    """`bench.roofline` on a checkpoint, in a fresh process: how fast each job would be if only products cost time."""
+    command = [sys.executable, "-m", "bench.roofline", "--checkpoint", checkpoint, "--threads", str(threads), "--json"]
+    measured = run_measured(command, env={"OMP_NUM_THREADS": str(threads)})
+    return json.loads(measured.stdout.strip().splitlines()[-1])
+
+
 def headline(results: dict) -> dict:
     """The figures a script checks: ratios are ours / the faster peer, int8 and service against our own fp32."""
     runs = results["decoding"]["runs"]
@@ -105,6 +112,10 @@ def headline(results: dict) -> dict:
     summary["int8_speedup_greedy"] = round(int8[1]["sentences_per_s"] / fp32[1]["sentences_per_s"], 2)
     summary["int8_bleu_delta"] = round(int8[5]["bleu"] - fp32[5]["bleu"], 2)
     summary["service_vs_offline"] = results["service"]["clients"]["32"]["vs_offline"] if "service" in results else None
+    roofline = results.get("roofline_peer_model")
+    if roofline:  # how many times faster each job would be if only its matrix products cost time
+        for x, job in zip(roofline["results"], ("train", "greedy", "beam5")):
+            summary[f"{job}_products_only_headroom"] = round(x["products_only_rate"] / x["measured_rate"], 2)
     peer = results.get("peers")
     if peer:
         best_train = max(t["tgt_tokens_per_s"] or 0 for t in peer["training"])
@@ -132,6 +143,7 @@ def run_suite(plan: Plan, with_peers: bool, with_service: bool, checkpoint: Opti
     if with_peers:
         results["peers"]["decoding"] = peer_decoding
     results["process_decoding_peer_model"] = [our_process_decoding(matched_ckpt, beam) for beam in (1, 5)]
+    results["roofline_peer_model"] = roofline_figures(matched_ckpt, threads)
     decode_ckpt = checkpoint or matched_ckpt
     results["decoding_checkpoint"] = decode_ckpt
     results["decoding"] = decoding_benchmark(decode_ckpt, lines=plan.decode_lines, repeats=plan.decode_repeats,

@@ -34,6 +34,15 @@ def markdown_report(r: dict) -> str:
     parts.append("## Same model as the peers: decoding test2016 (1,000 sentences, median round; toolkits in turn)\n" + _table(
         ["toolkit", "beam", "sentences", "sent/s (generation)", "each round", "sent/s (whole process)", "tgt tok/s",
          "peak MB", "BLEU"], rows))
+    if "roofline_peer_model" in r:
+        roof = r["roofline_peer_model"]
+        parts.append(f"## Roofline: the same model if only its matrix products cost time (`bench.roofline`; "
+                     f"matmul ceiling {roof['matmul_ceiling_gflops']:.1f} GFLOP/s)\n" + _table(
+                         ["work", "rate measured", "products only", "headroom", "products' GFLOP/s alone",
+                          "achieved GFLOP/s"],
+                         [[x["work"], round(x["measured_rate"]), round(x["products_only_rate"]),
+                           round(x["products_only_rate"] / x["measured_rate"], 2), round(x["products_gflops_alone"], 1),
+                           round(x["achieved_gflops"], 1)] for x in roof["results"]]))
     dec = r["decoding"]
     parts.append(f"## Decoding ({r['decoding_checkpoint']})\n" + _table(
         ["test set", "beam", "quantize", "sentences", "sent/s", "tgt tok/s", "ms/sentence", "peak MB", "BLEU"],

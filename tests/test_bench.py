@@ -1,10 +1,17 @@
-"""The benchmark suite measures real things: a decoding worker on a trained checkpoint, and FLOP counts."""
+"""The benchmark suite measures real things: a decoding worker on a trained checkpoint, FLOP counts, the roofline."""
 import json
 import os
 import subprocess
 import sys
 
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.roofline import RecordProducts, product_flops, roofline
 from bench.training import flops_per_target_token
+from seq2seq.config import load_config
+from seq2seq.model import build_model
+from seq2seq.train import token_loss_sum
 from tests.conftest import MULTI30K, REPO
 
 
@@ -24,6 +31,28 @@ def test_flop_count_covers_the_output_layer_and_grows_with_the_model():
     tiny, default = flops_per_target_token("configs/tiny.yaml"), flops_per_target_token("configs/multi30k_de_en.yaml")
     output_layer = 3 * 2 * 256 * 8000  # forward and backward of the default's 256 → 8,000 projection, per token
     assert 0 < tiny < default and output_layer < default < 4 * output_layer
+
+
+def test_roofline_records_every_product_of_training_and_decoding_and_bounds_the_time_from_below():
+    model = build_model(load_config("configs/tiny.yaml").model, 300, 300)
+    src, tgt, src_lengths = torch.randint(4, 300, (16, 12)), torch.randint(4, 300, (16, 10)), torch.full((16,), 12)
+
+    def training_step():
+        token_loss_sum(model(src, src_lengths, tgt[:, :-1]), tgt[:, 1:]).backward()
+
+    def encoding():
+        with torch.inference_mode():  # the encoder's LSTM arrives as one operator here
+            model.encode(src, src_lengths)
+
+    for work in (training_step, encoding):
+        with FlopCounterMode(display=False) as counter:
+            work()
+        with RecordProducts() as recorder:
+            work()
+        assert sum(n * product_flops(s) for s, n in recorder.calls.items()) == counter.get_total_flops() > 0
+    result = roofline(training_step, units=16 * 9, label="tiny")
+    assert 0 < result["products_alone_s"] < result["measured_s"]
+    assert result["products_only_rate"] > result["measured_rate"] > 0
 
 
 def test_side_by_side_reports_each_toolkits_median_round_whole():
