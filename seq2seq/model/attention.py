@@ -40,7 +40,8 @@ class BahdanauAttention(Attention):
         return self.key_proj(memory)  # (B, S, A)
 
     def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        return self.v(torch.tanh(keys + self.query_proj(query).unsqueeze(1))).squeeze(-1)
+        # tanh in place: the sum is (B, S, A), the biggest tensor of a beam-search step after the logits
+        return self.v(torch.tanh_(keys + self.query_proj(query).unsqueeze(1))).squeeze(-1)
 
 
 class DotAttention(Attention):
