@@ -101,6 +101,7 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
     Returns one-element lists, the same shape as beam search's n-best lists.
     """
     state = model.encode(src, src_lengths)
+    output_layer = model.decoder.output_layer_for_decoding()
     B, device = src.size(0), src.device
     limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (A,)
     active = torch.arange(B, device=device)  # the sentences still decoding
@@ -108,7 +109,7 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
     scores = torch.zeros(B, device=device)  # of all B sentences
     steps, attentions = [], []
     for t in range(int(limits.max())):  # evaluated once; limits shrink with the batch
-        logits, weights, state = model.decoder.step(tokens, state)  # (A, V), (A, S)
+        logits, weights, state = model.decoder.step(tokens, state, output_layer)  # (A, V), (A, S)
         best, tokens = (column.squeeze(1) for column in best_tokens(logits, 1, t, limits, options))
         scores[active] += best
         # greedy is one beam per sentence with no parents to follow: the tokens stand in for them
@@ -146,6 +147,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
     """
     B, K, device = src.size(0), options.beam_size, src.device
     state = model.encode(src, src_lengths).select(torch.arange(B, device=device).repeat_interleave(K))
+    output_layer = model.decoder.output_layer_for_decoding()
     limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (A,)
     active = torch.arange(B, device=device)  # the sentences still decoding; tensors below have one row each
 
@@ -162,7 +164,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
     eos_values[0] = 0.0
     for t in range(int(limits.max())):  # evaluated once; limits shrink with the batch
         A = active.numel()
-        logits, weights, state = model.decoder.step(tokens, state)  # (A·K, V), (A·K, S)
+        logits, weights, state = model.decoder.step(tokens, state, output_layer)  # (A·K, V), (A·K, S)
         # Each beam's K best tokens are the only ones that can survive, so rank just those.
         token_scores, token_ids = best_tokens(logits, K, t, limits.repeat_interleave(K), options)  # (A·K, K)
         token_scores = torch.where(finished.view(-1, 1), eos_values, token_scores).view(A, K, K)

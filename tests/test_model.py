@@ -174,3 +174,15 @@ def test_direct_bridge_needs_matching_encoder_and_decoder_shapes():
         small_config(bridge="direct", encoder_hidden=12, decoder_hidden=20)
     with pytest.raises(ValueError, match="bridge 'direct'"):
         small_config(bridge="direct", encoder_hidden=10, decoder_hidden=20, decoder_layers=2)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_decoding_output_layer_folds_the_bias_into_the_product_and_keeps_up_with_the_weights(tie):
+    model = build_model(small_config(tie_embeddings=tie, embedding_size=20), V_SRC, V_TGT).eval()
+    output = torch.randn(7, model.decoder.output_size)
+    with torch.inference_mode():
+        torch.testing.assert_close(model.decoder.output_layer_for_decoding()(output), model.decoder.generator(output))
+    with torch.no_grad():
+        model.decoder.generator.bias.add_(1.0)  # as training does between validations
+    with torch.inference_mode():
+        torch.testing.assert_close(model.decoder.output_layer_for_decoding()(output), model.decoder.generator(output))
