@@ -11,15 +11,10 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.common import MULTI30K
+from bench.workloads import training_steps, translating
 from seq2seq.allocator import keep_large_blocks
-from seq2seq.checkpoint import load_model
-from seq2seq.data import ParallelDataset, read_lines
-from seq2seq.translate import Translator
-from seq2seq.train import fused_adam_available, token_loss_sum
 
 GROUPS = [  # first match wins
     ("matrix products", ("addmm", "aten::mm", "bmm", "matmul", "linear", "baddbmm", "aten::lstm", "_thnn_fused")),
@@ -56,36 +51,18 @@ def summarise(prof, top: int = 12) -> str:
 
 
 def profile_training(checkpoint: str, steps: int) -> str:
-    loaded = load_model(checkpoint, "cpu")
-    src = [loaded.src_tokenizer.encode(s) for s in read_lines(MULTI30K / "train.de.gz")[:4000]]
-    tgt = [loaded.tgt_tokenizer.encode(t) for t in read_lines(MULTI30K / "train.en.gz")[:4000]]
-    data = ParallelDataset(src, tgt, loaded.config.train.batch_tokens, seed=1)
-    model = loaded.model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused_adam_available(torch.device("cpu")))  # as training does
-    batches = [batch for _, batch in data.iterate(0)][: steps + 3]
-
-    def step(batch):
-        optimizer.zero_grad(set_to_none=True)
-        loss = token_loss_sum(model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out)
-        (loss / batch.num_tgt_tokens).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
-
-    for batch in batches[:3]:
-        step(batch)  # warm-up outside the profile
+    run, _ = training_steps(checkpoint, steps)
+    run()  # warm-up outside the profile: Adam's state, the allocator's blocks
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for batch in batches[3:]:
-            step(batch)
+        run()
     return summarise(prof)
 
 
 def profile_decoding(checkpoint: str, lines: int, beam: int) -> str:
-    translator = Translator(checkpoint, device="cpu")
-    sources = read_lines(MULTI30K / "test_2016_flickr.de.gz")[:lines]
-    options = translator.options(beam_size=beam)
-    translator.translate(sources[:32], options)
+    run, _ = translating(checkpoint, lines, beam)
+    run()  # warm-up outside the profile
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        translator.translate(sources, options)
+        run()
     return summarise(prof)
 
 

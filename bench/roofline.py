@@ -20,12 +20,9 @@ from typing import Callable
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bench.common import MULTI30K, matmul_peak_gflops
+from bench.common import matmul_peak_gflops
+from bench.workloads import training_steps, translating
 from seq2seq.allocator import keep_large_blocks
-from seq2seq.checkpoint import load_model
-from seq2seq.data import ParallelDataset, read_lines
-from seq2seq.train import fused_adam_available, token_loss_sum
-from seq2seq.translate import Translator
 
 PRODUCTS = {torch.ops.aten.mm.default: "mm", torch.ops.aten.addmm.default: "addmm", torch.ops.aten.bmm.default: "bmm"}
 OPS = {"mm": torch.mm, "addmm": torch.addmm, "bmm": torch.bmm}
@@ -123,35 +120,6 @@ def _timed(work: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def training_work(checkpoint: str, batches: int) -> tuple[Callable[[], None], int]:
-    """Forward, backward, clipping and Adam over `batches` real batches, as the trainer runs them; target tokens."""
-    loaded = load_model(checkpoint, "cpu")
-    src = [loaded.src_tokenizer.encode(s) for s in read_lines(MULTI30K / "train.de.gz")[:4000]]
-    tgt = [loaded.tgt_tokenizer.encode(t) for t in read_lines(MULTI30K / "train.en.gz")[:4000]]
-    data = ParallelDataset(src, tgt, loaded.config.train.batch_tokens, seed=1)
-    chosen = [batch for _, batch in data.iterate(0)][:batches]
-    model = loaded.model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused_adam_available(torch.device("cpu")))
-
-    def work() -> None:
-        for batch in chosen:
-            optimizer.zero_grad(set_to_none=True)
-            loss = token_loss_sum(model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out)
-            (loss / batch.num_tgt_tokens).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-
-    return work, sum(batch.num_tgt_tokens for batch in chosen)
-
-
-def decoding_work(checkpoint: str, lines: int, beam: int) -> tuple[Callable[[], None], int]:
-    """Translating `lines` test2016 sentences with the translator's own batching; the number of sentences."""
-    translator = Translator(checkpoint, device="cpu")
-    sources = read_lines(MULTI30K / "test_2016_flickr.de.gz")[:lines]
-    options = translator.options(beam_size=beam)
-    return lambda: translator.translate(sources, options), len(sources)
-
-
 def markdown(results: list[dict], ceiling: float) -> str:
     lines = [f"matmul ceiling (1024³, now): {ceiling:.1f} GFLOP/s", "",
              "| work | measured | products alone | bound share | rate measured → products only | products' GFLOP/s alone | achieved GFLOP/s |",
@@ -179,10 +147,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     keep_large_blocks()  # as the trainer and the translator do
     ceiling = matmul_peak_gflops(args.threads)
-    work, tokens = training_work(args.checkpoint, args.batches)
+    work, tokens = training_steps(args.checkpoint, args.batches)
     results = [roofline(work, tokens, "training, target tok/s")]
     for beam in (1, 5):
-        work, sentences = decoding_work(args.checkpoint, args.lines, beam)
+        work, sentences = translating(args.checkpoint, args.lines, beam)
         results.append(roofline(work, sentences, f"beam {beam}, sent/s"))
     print(markdown(results, ceiling))
     if args.json:

@@ -55,6 +55,18 @@ def test_roofline_records_every_product_of_training_and_decoding_and_bounds_the_
     assert result["products_only_rate"] > result["measured_rate"] > 0
 
 
+def test_workloads_train_and_translate_the_checkpoints_model_on_real_data(tiny_run, monkeypatch):
+    import bench.workloads as workloads
+    monkeypatch.setattr(workloads, "MULTI30K", MULTI30K)
+    checkpoint = str(tiny_run / "checkpoints/best.pt")
+    train, tokens = workloads.training_steps(checkpoint, batches=2)
+    with RecordProducts() as recorder:
+        train()
+    assert tokens > 100 and sum(recorder.calls.values()) > 0
+    translate, sentences = workloads.translating(checkpoint, lines=6, beam=2)
+    assert sentences == 6 and len(translate()) == 6
+
+
 def test_side_by_side_reports_each_toolkits_median_round_whole():
     from bench.__main__ import _median_run
     runs = [{"sentences_per_s": 500.0, "bleu": 30.1}, {"sentences_per_s": 300.0, "bleu": 30.2},

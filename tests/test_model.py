@@ -186,3 +186,17 @@ def test_decoding_output_layer_folds_the_bias_into_the_product_and_keeps_up_with
         model.decoder.generator.bias.add_(1.0)  # as training does between validations
     with torch.inference_mode():
         torch.testing.assert_close(model.decoder.output_layer_for_decoding()(output), model.decoder.generator(output))
+
+
+def test_decoding_output_layer_is_built_once_until_the_weights_change():
+    model = build_model(small_config(), V_SRC, V_TGT).eval()
+    with torch.inference_mode():
+        model.decoder.output_layer_for_decoding()
+        first = model.decoder._folded
+        model.decoder.output_layer_for_decoding()
+        assert model.decoder._folded is first
+    with torch.no_grad():
+        model.decoder.generator.weight.mul_(2.0)
+    with torch.inference_mode():
+        model.decoder.output_layer_for_decoding()
+    assert model.decoder._folded is not first
