@@ -3,7 +3,6 @@ answers with flat memory; beyond capacity the server sheds load with fast 503s, 
 and recovers; one huge request does not stall the others. The two-minute run is marked slow."""
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
