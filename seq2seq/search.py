@@ -7,12 +7,15 @@ that has ended leaves the batch, so a long sentence does not make the short ones
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 
 from seq2seq.config import DecodeConfig
 from seq2seq.data import BOS, EOS, UNK
 from seq2seq.model import Seq2Seq
+
+OutputLayer = Callable[[torch.Tensor], torch.Tensor]  # attentional output (N, O) → logits (N, V)
 
 
 @dataclass
@@ -95,13 +98,15 @@ def top_k(scores: torch.Tensor, k: int, block: int = 128) -> tuple[torch.Tensor,
 
 @torch.inference_mode()
 def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
-                  options: DecodeConfig = DecodeConfig(beam_size=1)) -> list[list[Hypothesis]]:
+                  options: DecodeConfig = DecodeConfig(beam_size=1),
+                  output_layer: Optional[OutputLayer] = None) -> list[list[Hypothesis]]:
     """Pick the most probable token at each step for the whole batch at once. src: (B, S).
 
     Returns one-element lists, the same shape as beam search's n-best lists.
     """
     state = model.encode(src, src_lengths)
-    output_layer = model.decoder.output_layer_for_decoding()
+    if output_layer is None:
+        output_layer = model.decoder.output_layer_for_decoding()
     B, device = src.size(0), src.device
     limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (A,)
     active = torch.arange(B, device=device)  # the sentences still decoding
@@ -138,7 +143,8 @@ def _lengths_with_eos(tokens: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
-                options: DecodeConfig = DecodeConfig()) -> list[list[Hypothesis]]:
+                options: DecodeConfig = DecodeConfig(),
+                output_layer: Optional[OutputLayer] = None) -> list[list[Hypothesis]]:
     """Batched beam search: all B sentences × K beams advance as one (B·K) batch per step.
 
     Returns for each sentence its n-best hypotheses, best first. The encoder runs once per sentence;
@@ -147,7 +153,8 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
     """
     B, K, device = src.size(0), options.beam_size, src.device
     state = model.encode(src, src_lengths).select(torch.arange(B, device=device).repeat_interleave(K))
-    output_layer = model.decoder.output_layer_for_decoding()
+    if output_layer is None:
+        output_layer = model.decoder.output_layer_for_decoding()
     limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (A,)
     active = torch.arange(B, device=device)  # the sentences still decoding; tensors below have one row each
 
@@ -271,9 +278,13 @@ def _collect(tokens: torch.Tensor, scores: torch.Tensor, attention: torch.Tensor
     return hyps
 
 
-def search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
-           options: DecodeConfig) -> list[list[Hypothesis]]:
-    """Greedy for beam size 1, beam search otherwise; n-best lists per sentence, best first."""
+def search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, options: DecodeConfig,
+           output_layer: Optional[OutputLayer] = None) -> list[list[Hypothesis]]:
+    """Greedy for beam size 1, beam search otherwise; n-best lists per sentence, best first.
+
+    `output_layer` is the model's `output_layer_for_decoding()` where the caller keeps one (a Translator,
+    whose weights never change); otherwise each batch builds its own.
+    """
     if options.beam_size == 1:
-        return greedy_search(model, src, src_lengths, options)
-    return beam_search(model, src, src_lengths, options)
+        return greedy_search(model, src, src_lengths, options, output_layer)
+    return beam_search(model, src, src_lengths, options, output_layer)

@@ -16,7 +16,7 @@ from seq2seq.data import collate
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.quantize import check_quantization, quantize_for_decoding
-from seq2seq.search import Hypothesis, search
+from seq2seq.search import Hypothesis, OutputLayer, search
 from seq2seq.tokenizer import Tokenizer
 
 
@@ -79,10 +79,10 @@ def encode_sources(src_tok: Tokenizer, texts: Sequence[str], max_source_pieces: 
 def translate_texts(model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, texts: Sequence[str], *,
                     device: torch.device, options: DecodeConfig = DecodeConfig(),
                     batch_tokens: int = DEFAULT_BATCH_TOKENS, max_source_pieces: int = 250,
-                    with_attention: bool = False) -> list[Translation]:
+                    with_attention: bool = False, output_layer: Optional[OutputLayer] = None) -> list[Translation]:
     """Translate in length-sorted batches of at most `batch_tokens` source tokens × beam size; results in input order.
 
-    Empty or whitespace-only lines translate to the empty string.
+    Empty or whitespace-only lines translate to the empty string. `output_layer`: see `search`.
     """
     was_training = model.training
     model.eval()
@@ -93,7 +93,7 @@ def translate_texts(model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, text
     for batch in length_sorted_batches([len(encoded[i]) for i in todo], source_tokens):
         indices = [todo[j] for j in batch]
         padded = collate([encoded[i] for i in indices], [[] for _ in indices])
-        nbest_lists = search(model, padded.src.to(device), padded.src_lengths.to(device), options)
+        nbest_lists = search(model, padded.src.to(device), padded.src_lengths.to(device), options, output_layer)
         for i, hyps in zip(indices, nbest_lists):
             if hyps:
                 results[i] = _to_translation(hyps, encoded[i], src_tok, tgt_tok, with_attention)
@@ -112,6 +112,8 @@ class Translator:
         self.loaded: LoadedModel = load_model(checkpoint, self.device)
         self.loaded.model = quantize_for_decoding(self.loaded.model, quantize, self.device)
         self.batch_tokens = batch_tokens or DEFAULT_BATCH_TOKENS  # source tokens × beam size
+        # built once: a translator's weights never change, and the service decodes many small batches
+        self.output_layer = self.loaded.model.decoder.output_layer_for_decoding()
 
     @property
     def src_lang(self) -> str:
@@ -134,7 +136,7 @@ class Translator:
                   with_attention: bool = False) -> list[Translation]:
         return translate_texts(self.loaded.model, self.loaded.src_tokenizer, self.loaded.tgt_tokenizer, texts,
                                device=self.device, options=options or self.options(), batch_tokens=self.batch_tokens,
-                               with_attention=with_attention)
+                               with_attention=with_attention, output_layer=self.output_layer)
 
     def translate_stream(self, lines: Iterable[str], chunk_size: int = 2000, **options) -> Iterator[Translation]:
         """Translate an arbitrarily long stream in chunks, so memory stays flat."""

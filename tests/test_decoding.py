@@ -90,9 +90,9 @@ def test_batches_hold_the_token_budget_divided_by_the_beam(tiny_run, sentences, 
     source_tokens = []
     search = seq2seq.translate.search
 
-    def search_and_record(model, src, lengths, options):
+    def search_and_record(model, src, lengths, options, output_layer):
         source_tokens.append(src.numel())  # padded source tokens of the batch
-        return search(model, src, lengths, options)
+        return search(model, src, lengths, options, output_layer)
 
     monkeypatch.setattr(seq2seq.translate, "search", search_and_record)
     translator = Translator(tiny_run / "checkpoints/best.pt", device="cpu", batch_tokens=500)

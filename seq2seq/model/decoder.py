@@ -130,7 +130,6 @@ class Decoder(nn.Module):
         self.activation = nn.Tanh() if attentional_activation == "tanh" else nn.Identity()
         self.output_size = output_size
         self.generator = nn.Linear(output_size, vocab_size)
-        self._folded, self._folded_version = None, None  # see output_layer_for_decoding
 
     def init_state(self, memory: torch.Tensor, mask: torch.Tensor, h: list[torch.Tensor], c) -> DecoderState:
         feed = memory.new_zeros(memory.size(0), self.output_size)
@@ -168,17 +167,14 @@ class Decoder(nn.Module):
         On a CPU a product with a bias first copies the bias into every row of the (B, V) result and then
         adds to it, one more pass over the biggest tensor of a decoding step. Folded, decoding is about
         7% faster (BENCHMARKS.md). Elsewhere (a GPU, an int8 generator) the generator is returned as it is.
-        The folded weight is kept until the weights change (training between validations, a load), because
-        building it costs as much as a few steps of a small batch, as the service decodes.
+        The result is a snapshot of the weights: build it again after they change. (It is not cached here,
+        because fused Adam updates the weights without moving their version counters.)
         """
         generator = self.generator
         if type(generator) is not nn.Linear or generator.bias is None or generator.weight.device.type != "cpu":
             return generator
-        version = (generator.weight.data_ptr(), generator.weight._version, generator.bias._version)
-        if self._folded_version != version:
-            self._folded = torch.cat([generator.weight, generator.bias.unsqueeze(1)], dim=1).t().contiguous()
-            self._folded_version = version
-        folded = self._folded  # (O + 1, V)
+        with torch.no_grad():
+            folded = torch.cat([generator.weight, generator.bias.unsqueeze(1)], dim=1).t().contiguous()  # (O + 1, V)
 
         def project(output: torch.Tensor) -> torch.Tensor:
             return torch.cat([output, output.new_ones(output.size(0), 1)], dim=1).mm(folded)  # (B, V)
