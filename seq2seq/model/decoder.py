@@ -155,11 +155,11 @@ class Decoder(nn.Module):
         """One decoding step. tokens: (B,) previous ids → logits (B, V), attention (B, S), new state.
 
         `output_layer` maps the attentional output (B, O) to logits: the generator unless given
-        (search passes `output_layer_for_decoding()`, built once per batch).
+        (search passes `output_layer_for_decoding()`, built once per translator or batch).
         """
         first_gates = self.cells[0].input_proj(self.dropout(self.embedding(tokens)))
         output, weights, state = self._step(first_gates, state)
-        return (output_layer or self.generator)(output).float(), weights, state
+        return (self.generator if output_layer is None else output_layer)(output).float(), weights, state
 
     def output_layer_for_decoding(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The generator as one product without a bias on a CPU: the bias becomes a weight row fed by a constant 1.
