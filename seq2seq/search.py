@@ -7,15 +7,14 @@ that has ended leaves the batch, so a long sentence does not make the short ones
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
 from seq2seq.config import DecodeConfig
 from seq2seq.data import BOS, EOS, UNK
 from seq2seq.model import Seq2Seq
-
-OutputLayer = Callable[[torch.Tensor], torch.Tensor]  # attentional output (N, O) → logits (N, V)
+from seq2seq.model.decoder import OutputLayer
 
 
 @dataclass

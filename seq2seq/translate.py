@@ -15,8 +15,9 @@ from seq2seq.config import DecodeConfig, format_validation_error
 from seq2seq.data import collate
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
+from seq2seq.model.decoder import OutputLayer
 from seq2seq.quantize import check_quantization, quantize_for_decoding
-from seq2seq.search import Hypothesis, OutputLayer, search
+from seq2seq.search import Hypothesis, search
 from seq2seq.tokenizer import Tokenizer
 
 

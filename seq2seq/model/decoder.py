@@ -17,6 +17,8 @@ from seq2seq.data import PAD
 from seq2seq.model.attention import Attention
 from seq2seq.model.dropout import ByteDropout
 
+OutputLayer = Callable[[torch.Tensor], torch.Tensor]  # attentional output (N, O) → logits (N, V)
+
 
 class RecurrentCell(nn.Module):
     """One LSTM or GRU layer, stepped once per token on an input that is already projected to gates."""
@@ -151,7 +153,7 @@ class Decoder(nn.Module):
         return output, weights, state
 
     def step(self, tokens: torch.Tensor, state: DecoderState,
-             output_layer: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+             output_layer: Optional[OutputLayer] = None):
         """One decoding step. tokens: (B,) previous ids → logits (B, V), attention (B, S), new state.
 
         `output_layer` maps the attentional output (B, O) to logits: the generator unless given
@@ -161,7 +163,7 @@ class Decoder(nn.Module):
         output, weights, state = self._step(first_gates, state)
         return (self.generator if output_layer is None else output_layer)(output).float(), weights, state
 
-    def output_layer_for_decoding(self) -> Callable[[torch.Tensor], torch.Tensor]:
+    def output_layer_for_decoding(self) -> OutputLayer:
         """The generator as one product without a bias on a CPU: the bias becomes a weight row fed by a constant 1.
 
         On a CPU a product with a bias first copies the bias into every row of the (B, V) result and then
