@@ -146,12 +146,12 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
                 output_layer: Optional[OutputLayer] = None) -> list[list[Hypothesis]]:
     """Batched beam search: all B sentences × K beams advance as one (B·K) batch per step.
 
-    Returns for each sentence its n-best hypotheses, best first. The encoder runs once per sentence;
-    its outputs and the attention keys are expanded to the beams once and never reordered, because
-    beams only ever inherit from beams of the same sentence.
+    Returns for each sentence its n-best hypotheses, best first. The encoder runs once per sentence, and
+    its outputs and the attention keys stay one per sentence, shared by its K beams (never reordered,
+    because beams only ever inherit from beams of the same sentence).
     """
     B, K, device = src.size(0), options.beam_size, src.device
-    state = model.encode(src, src_lengths).select(torch.arange(B, device=device).repeat_interleave(K))
+    state = model.encode(src, src_lengths).with_beams(K)
     if output_layer is None:
         output_layer = model.decoder.output_layer_for_decoding()
     limits = max_output_lengths(src_lengths, options.max_length_ratio, options.max_length_extra)  # (A,)
@@ -170,11 +170,13 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
     eos_values[0] = 0.0
     for t in range(int(limits.max())):  # evaluated once; limits shrink with the batch
         A = active.numel()
-        logits, weights, state = model.decoder.step(tokens, state, output_layer)  # (A·K, V), (A·K, S)
+        live = _live_rows(finished)  # (L,) the rows whose next token matters, or None for all
+        logits, weights, state = model.decoder.step(tokens, state, _restricted(output_layer, live))  # (L, V), (A·K, S)
         # Each beam's K best tokens are the only ones that can survive, so rank just those.
-        token_scores, token_ids = best_tokens(logits, K, t, limits.repeat_interleave(K), options)  # (A·K, K)
-        token_scores = torch.where(finished.view(-1, 1), eos_values, token_scores).view(A, K, K)
-        token_ids = token_ids.masked_fill(finished.view(-1, 1), EOS).view(A, K * K)
+        row_limits = limits.repeat_interleave(K)
+        token_scores, token_ids = best_tokens(logits, K, t, row_limits if live is None else row_limits[live], options)
+        token_scores, token_ids = _with_finished_beams(token_scores, token_ids, live, eos_values, A * K)
+        token_scores, token_ids = token_scores.view(A, K, K), token_ids.view(A, K * K)
         candidates = scores.unsqueeze(2) + token_scores  # (A, K, K)
         cand_lengths = lengths + (~finished).long()  # (A, K) the same for every candidate of a beam
         # Rank by length-normalised score so finished and live hypotheses compare fairly.
@@ -203,13 +205,37 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
                 break
             active, limits = active[keep], limits[keep]
             scores, lengths, finished = scores[keep], lengths[keep], finished[keep]
-            kept_rows = (keep.nonzero() * K + torch.arange(K, device=device)).view(-1)
-            state, tokens = state.select(kept_rows), tokens.index_select(0, kept_rows)
+            kept = keep.nonzero().squeeze(1)
+            kept_rows = (kept.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
+            state, tokens = state.select(kept_rows, kept), tokens.index_select(0, kept_rows)
     else:
         final_scores[active], final_lengths[active] = scores, lengths
 
     final = final_scores / length_penalty(final_lengths, options.length_penalty)
     return _backtrack(history, final, src_lengths, options.n_best)
+
+
+def _live_rows(finished: torch.Tensor) -> Optional[torch.Tensor]:
+    """Rows of beams still growing, or None when all are: a finished beam continues with EOS whatever the logits say."""
+    if not bool(finished.any()):
+        return None
+    return (~finished).view(-1).nonzero().squeeze(1)
+
+
+def _restricted(output_layer: OutputLayer, rows: Optional[torch.Tensor]) -> OutputLayer:
+    """The output layer over `rows` of its input only (all rows for None): the biggest product of a step."""
+    if rows is None:
+        return output_layer
+    return lambda output: output_layer(output.index_select(0, rows))
+
+
+def _with_finished_beams(scores: torch.Tensor, ids: torch.Tensor, live: Optional[torch.Tensor],
+                         eos_values: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `live` rows' (L, K) candidates as (total, K): each finished beam's row is EOS at no cost (`eos_values`)."""
+    if live is None:
+        return scores, ids
+    all_scores = eos_values.expand(total, -1).clone().index_copy_(0, live, scores)
+    return all_scores, ids.new_full((total, ids.size(1)), EOS).index_copy_(0, live, ids)
 
 
 def _widen(active: torch.Tensor, B: int, tokens: torch.Tensor, parents: torch.Tensor,

@@ -7,7 +7,7 @@ import sacrebleu
 import torch
 
 from seq2seq.config import DecodeConfig
-from seq2seq.data import EOS, UNK, collate, read_lines
+from seq2seq.data import EOS, PAD, UNK, collate, read_lines
 from seq2seq.errors import UserError
 from seq2seq.quantize import quantize_for_decoding
 from seq2seq.search import beam_search, best_tokens, greedy_search, top_k
@@ -65,6 +65,23 @@ def test_heuristic_stopping_finds_what_exhaustive_finds(translator, sentences, a
         assert all(h[0].ids == e[0].ids for h, e in pairs)
     assert sum(e[0].score for _, e in pairs) >= sum(h[0].score for h, _ in pairs) - 1e-4
     assert sum(h[0].ids == e[0].ids for h, e in pairs) >= 0.9 * len(pairs)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_every_n_best_score_is_the_models_own_probability_of_that_output(translator, sentences, alpha):
+    """Beam search's bookkeeping (parents, finished beams, rows leaving the batch) against teacher forcing."""
+    model = translator.loaded.model
+    batch = _batch(translator, sentences[:16])
+    results = beam_search(model, batch.src, batch.src_lengths, DecodeConfig(beam_size=4, n_best=4, length_penalty=alpha))
+    for i, hyps in enumerate(results):
+        outputs = [h.ids for h in hyps]
+        forced = collate([batch.src[i, : batch.src_lengths[i] - 1].tolist()] * len(outputs), outputs)
+        with torch.inference_mode():
+            log_probs = torch.log_softmax(model(forced.src, forced.src_lengths, forced.tgt_in), dim=-1)
+        picked = log_probs.gather(2, forced.tgt_out.unsqueeze(2)).squeeze(2).masked_fill(forced.tgt_out == PAD, 0)
+        lengths = torch.tensor([len(ids) + 1 for ids in outputs])
+        expected = picked.sum(1) / ((5.0 + lengths) / 6.0) ** alpha
+        assert torch.allclose(torch.tensor([h.score for h in hyps]), expected, atol=1e-3)
 
 
 def test_n_best_lists_are_sorted_distinct_and_complete(translator, sentences):

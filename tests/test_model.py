@@ -40,6 +40,21 @@ def test_attention_sums_to_one_and_ignores_padding(kind):
     assert torch.allclose(context1, context2, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["bahdanau", "general", "dot"])
+def test_beams_sharing_a_sentence_memory_attend_as_if_each_had_a_copy(kind):
+    """Beam search keeps the memory once per sentence for its K beams (rows 2b, 2b+1 belong to sentence b)."""
+    torch.manual_seed(0)
+    attention = build_attention(kind, 8, 8)
+    memory = torch.randn(3, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    queries = torch.randn(6, 8)
+    shared = attention(queries, attention.prepare_keys(memory), memory, mask)
+    copies = memory.repeat_interleave(2, dim=0)
+    copied = attention(queries, attention.prepare_keys(copies), copies, mask.repeat_interleave(2, dim=0))
+    for a, b in zip(shared, copied):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)
+
+
 def test_encoder_outputs_are_zero_on_padding():
     model = build_model(small_config(), V_SRC, V_TGT).eval()
     batch = toy_batch()

@@ -9,22 +9,28 @@ from torch import nn
 
 
 class Attention(nn.Module):
-    """Base: score(query, keys) → masked softmax → weighted sum of the memory."""
+    """Base: score(query, keys) → masked softmax → weighted sum of the memory.
+
+    Several queries may share one sentence's memory: the K beams of beam search. The memory, its keys
+    and mask are then stored once per sentence and read once per step for all K of them.
+    """
 
     def prepare_keys(self, memory: torch.Tensor) -> torch.Tensor:
         """memory: (B, S, D) → keys in the form `score` expects."""
         return memory
 
     def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """query: (B, Hq), keys → (B, S) unnormalised scores."""
+        """query: (B, K, Hq), keys → (B, K, S) unnormalised scores."""
         raise NotImplementedError
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor):
-        """query: (B, Hq), memory: (B, S, D), mask: (B, S) true on real tokens → context (B, D), weights (B, S)."""
-        scores = self.score(query, keys).masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)
-        return context, weights
+        """query: (B·K, Hq), K rows per sentence; memory: (B, S, D); mask: (B, S) true on real tokens
+        → context (B·K, D), weights (B·K, S)."""
+        B = memory.size(0)
+        scores = self.score(query.view(B, -1, query.size(-1)), keys)  # (B, K, S)
+        weights = torch.softmax(scores.masked_fill(~mask.unsqueeze(1), float("-inf")), dim=-1)
+        context = torch.bmm(weights, memory)  # (B, K, D)
+        return context.flatten(0, 1), weights.flatten(0, 1)
 
 
 class BahdanauAttention(Attention):
@@ -40,15 +46,15 @@ class BahdanauAttention(Attention):
         return self.key_proj(memory)  # (B, S, A)
 
     def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        # tanh in place: the sum is (B, S, A), the biggest tensor of a beam-search step after the logits
-        return self.v(torch.tanh_(keys + self.query_proj(query).unsqueeze(1))).squeeze(-1)
+        # (B, 1, S, A) + (B, K, 1, A); tanh in place: the sum is the biggest tensor of a step after the logits
+        return self.v(torch.tanh_(keys.unsqueeze(1) + self.query_proj(query).unsqueeze(2))).squeeze(-1)
 
 
 class DotAttention(Attention):
     """score = qᵀ k (Luong dot); needs equal query and memory sizes."""
 
     def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        return torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)
+        return torch.bmm(query, keys.transpose(1, 2))  # (B, K, H) × (B, H, S)
 
 
 class GeneralAttention(DotAttention):

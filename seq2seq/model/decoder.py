@@ -90,27 +90,28 @@ class DirectBridge(nn.Module):
 
 @dataclass
 class DecoderState:
-    """Everything one decoding step needs. Tensors are (B, ...) so beam search can reorder them with `select`."""
+    """Everything one decoding step needs. The recurrent parts have a row per hypothesis (B·K, ...: K beams
+    per sentence), the source side one per sentence (B, ...), which its K beams share."""
 
-    h: list[torch.Tensor]  # per layer (B, H)
-    c: Optional[list[torch.Tensor]]  # per layer (B, H), None for a GRU
-    feed: torch.Tensor  # (B, O) the previous attentional vector (input feeding)
+    h: list[torch.Tensor]  # per layer (B·K, H)
+    c: Optional[list[torch.Tensor]]  # per layer (B·K, H), None for a GRU
+    feed: torch.Tensor  # (B·K, O) the previous attentional vector (input feeding)
     memory: torch.Tensor  # (B, S, D) encoder outputs
     keys: torch.Tensor  # attention keys prepared from memory
     mask: torch.Tensor  # (B, S) true on real source tokens
 
-    def select(self, index: torch.Tensor) -> "DecoderState":
-        """Rows of every tensor at `index` (B',): expands or reorders the batch."""
-        pick = lambda t: t.index_select(0, index)  # noqa: E731
-        return DecoderState(
-            h=[pick(t) for t in self.h],
-            c=None if self.c is None else [pick(t) for t in self.c],
-            feed=pick(self.feed), memory=pick(self.memory), keys=pick(self.keys), mask=pick(self.mask),
-        )
+    def with_beams(self, K: int) -> "DecoderState":
+        """K rows per sentence, each a copy of its sentence's start."""
+        return self.reorder(torch.arange(self.feed.size(0), device=self.feed.device).repeat_interleave(K))
 
-    def reorder(self, index: torch.Tensor) -> "DecoderState":
-        """Reorder only the recurrent parts; for beams of one sentence, which share memory, keys and mask."""
-        pick = lambda t: t.index_select(0, index)  # noqa: E731
+    def select(self, rows: torch.Tensor, sentences: Optional[torch.Tensor] = None) -> "DecoderState":
+        """The recurrent parts' `rows` and the source side's `sentences` (the same index by default)."""
+        pick = lambda t: t.index_select(0, rows if sentences is None else sentences)  # noqa: E731
+        return replace(self.reorder(rows), memory=pick(self.memory), keys=pick(self.keys), mask=pick(self.mask))
+
+    def reorder(self, rows: torch.Tensor) -> "DecoderState":
+        """Only the recurrent parts' `rows`: for beams of the same sentences, which share memory, keys and mask."""
+        pick = lambda t: t.index_select(0, rows)  # noqa: E731
         return replace(self, h=[pick(t) for t in self.h], c=None if self.c is None else [pick(t) for t in self.c],
                        feed=pick(self.feed))
 
