@@ -74,16 +74,27 @@ class Batcher:
             self.decoder.stop()
             self.decoder = None
 
+    def admit(self, sentences: int) -> None:
+        """Take room in the queue for a whole request, all or nothing; raises Overloaded when it is full."""
+        with self.lock:
+            if self.queued_sentences + sentences > self.max_queued:
+                raise Overloaded(f"{self.queued_sentences} sentences already queued")
+            self._count_queued(sentences)
+
+    def release(self, sentences: int) -> None:
+        """Give back admitted room that will never be queued (the request ended early)."""
+        with self.lock:
+            self._count_queued(-sentences)
+
+    def _count_queued(self, change: int) -> None:
+        self.queued_sentences += change
+        self.metrics.queue_sentences.set(self.queued_sentences)
+
     async def translate(self, model: ServedModel, texts: list[str], options: DecodeConfig,
                         with_attention: bool, timeout: float) -> list[Translation]:
-        """Queue `texts` and wait for their translations; raises Overloaded or asyncio.TimeoutError."""
+        """Queue admitted `texts` and wait for their translations; raises asyncio.TimeoutError."""
         loop = asyncio.get_running_loop()
         job = Job(model, texts, options, with_attention, loop.create_future(), loop)
-        with self.lock:
-            if self.queued_sentences + len(texts) > self.max_queued:
-                raise Overloaded(f"{self.queued_sentences} sentences already queued")
-            self.queued_sentences += len(texts)
-            self.metrics.queue_sentences.set(self.queued_sentences)
         self.queue.put(job)
         try:
             return await asyncio.wait_for(job.future, timeout)
@@ -134,9 +145,7 @@ class Batcher:
 
     def _decode(self, jobs: list[Job]) -> None:
         live = [job for job in jobs if not job.cancelled]
-        with self.lock:
-            self.queued_sentences -= sum(len(job.texts) for job in jobs)
-            self.metrics.queue_sentences.set(self.queued_sentences)
+        self.release(sum(len(job.texts) for job in jobs))
         if not live:
             return
         texts = [text for job in live for text in job.texts]

@@ -32,13 +32,22 @@ def turns(texts: list[str], beam_size: int, budget: int) -> list[list[str]]:
 
 async def translate_in_turns(batcher: Batcher, model: ServedModel, texts: list[str], options: DecodeConfig,
                              with_attention: bool, timeout: float, budget: int) -> list[Translation]:
-    """Like batcher.translate, one turn at a time, all turns sharing the one `timeout`."""
+    """Like batcher.translate, one turn at a time, all turns sharing the one `timeout`.
+
+    The whole request is admitted before its first turn: refused at once when the queue cannot hold all of
+    it, rather than after some of its turns were decoded for nothing."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    batcher.admit(len(texts))
+    not_queued = len(texts)  # admitted room that no turn has taken yet, given back if the request ends early
     results: list[Translation] = []
-    for piece in turns(texts, options.beam_size, budget):
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise asyncio.TimeoutError
-        results += await batcher.translate(model, piece, options, with_attention, remaining)
+    try:
+        for piece in turns(texts, options.beam_size, budget):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise asyncio.TimeoutError
+            not_queued -= len(piece)
+            results += await batcher.translate(model, piece, options, with_attention, remaining)
+    finally:
+        batcher.release(not_queued)
     return results

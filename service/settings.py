@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Literal, Mapping, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from seq2seq.config import format_validation_error
 from seq2seq.errors import UserError
@@ -55,6 +55,15 @@ class ServiceSettings(BaseModel):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+
+    @model_validator(mode="after")
+    def _queue_holds_a_whole_request(self):
+        # A request is admitted whole, so a queue smaller than one request would refuse the largest forever.
+        if self.queue_sentences < self.max_sentences:
+            raise ValueError(f"queue_sentences ({self.queue_sentences}) must be at least max_sentences "
+                             f"({self.max_sentences}): a request is queued whole")
+        return self
 
 
 def _split_assignment(item: str) -> tuple[str, str]:

@@ -1,6 +1,7 @@
 """Load and overload against a real `seq2seq serve` process on loopback: 64 concurrent clients get correct
 answers with flat memory; beyond capacity the server sheds load with fast 503s, keeps answering /health
 and recovers; one huge request does not stall the others. The two-minute run is marked slow."""
+import statistics
 import threading
 import time
 
@@ -53,37 +54,51 @@ def _queue_sentences(url: str) -> float:
     raise AssertionError("no seq2seq_queue_sentences in /metrics")
 
 
-def _poll_health(url: str, stop: threading.Event, seen: list) -> None:
+def _probe(url: str, body: dict, stop: threading.Event, health: list, translations: list) -> None:
+    """Beside the load, one client that waits for each answer: /health and a translation every 0.1 s, timed."""
     with httpx.Client(base_url=url, timeout=10) as http:
         while not stop.is_set():
-            started = time.perf_counter()
-            try:
-                seen.append((http.get("/health").status_code, time.perf_counter() - started))
-            except httpx.HTTPError as err:
-                seen.append((repr(err), time.perf_counter() - started))
+            health.append(_timed(http.get, "/health"))
+            translations.append(_timed(http.post, "/v1/translate", json=body))
             stop.wait(0.1)
+
+
+def _timed(send, *args, **kwargs) -> tuple:
+    started = time.perf_counter()
+    try:
+        status = send(*args, **kwargs).status_code
+    except httpx.HTTPError as err:
+        status = repr(err)
+    return status, time.perf_counter() - started
 
 
 def test_overload_sheds_fast_503s_keeps_health_and_recovers(server, greedy):
     beam5 = expected_translations(server.url, SENTENCES, beam_size=5)
     health: list = []
+    probes: list = []
     stop = threading.Event()
-    poller = threading.Thread(target=_poll_health, args=(server.url, stop, health))
-    poller.start()
+    # A full-size request needs a quarter of the queue free at once, which the load hardly ever leaves.
+    body = {"text": (SENTENCES * 8)[:64], "beam_size": 5}
+    prober = threading.Thread(target=_probe, args=(server.url, body, stop, health, probes))
+    prober.start()
     try:
         report = run_load(server, beam5, clients=64, seconds=5, max_requests=5000, sentences_per_request=16,
                           beam_size=5)
     finally:
         stop.set()
-        poller.join()
-    print(report.summary(), f"; 503 p50/p95 {1000 * report.percentile(503, .5):.0f}/"
-                            f"{1000 * report.percentile(503, .95):.0f} ms", f"; /health max {max(s for _, s in health):.3f} s")
+        prober.join()
+    refused = [seconds for status, seconds in probes if status == 503]
+    print(report.summary(), f"; probe statuses {[status for status, _ in probes]}",
+          f"; probe 503 median {1000 * statistics.median(refused or [float('nan')]):.0f} ms",
+          f"; /health max {max(s for _, s in health):.3f} s")
     assert report.errors == [] and report.wrong == 0
     assert set(report.statuses) <= {200, 503} and report.statuses.get(503, 0) > 0, report.summary()
     assert report.statuses.get(200, 0) > 0  # shedding, not refusing everything
-    # Fast: a 503 is answered before any decoding. Judged against the 200s of the same run, as the clients
-    # share the 2 cores with the server and the absolute figures swing with whatever else runs there.
-    assert report.percentile(503, 0.5) < min(2.0, report.percentile(200, 0.5) / 3), "503s must be fast"
+    assert {status for status, _ in probes} <= {200, 503} and refused, probes
+    # Fast: a 503 is answered before any decoding. Timed on the probe, which sends one request at a time:
+    # the load's 64 clients resend at once after each 503, so their own 503s queue behind each other. Judged
+    # against the load's 200s, as the clients share the 2 cores with the server and absolute figures swing.
+    assert statistics.median(refused) < min(1.0, report.percentile(200, 0.5) / 3), "503s must be fast"
     assert all(status == 200 for status, _ in health) and len(health) >= 10, health[:5]
     assert max(seconds for _, seconds in health) < 1.0, "/health stalled under overload"
 

@@ -117,10 +117,48 @@ def test_oversized_body_gets_413_before_parsing(registry):
 
 
 def test_full_queue_answers_503_with_retry_after(registry):
-    with client_for(registry, queue_sentences=2) as c:
-        response = c.post("/v1/translate", json={"text": SENTENCES[:3]})
-        assert response.status_code == 503 and response.headers["retry-after"]
-        assert c.post("/v1/translate", json={"text": SENTENCES[:2]}).status_code == 200
+    with client_for(registry, queue_sentences=64) as c:
+        batcher = c.app.state.service.batcher
+        batcher.admit(62)  # other requests hold all but two places
+        try:
+            response = c.post("/v1/translate", json={"text": SENTENCES[:3]})
+            assert response.status_code == 503 and response.headers["retry-after"]
+            assert "62 sentences already queued" in response.json()["detail"]
+            assert c.post("/v1/translate", json={"text": SENTENCES[:2]}).status_code == 200
+        finally:
+            batcher.release(62)
+        assert batcher.queued_sentences == 0
+
+
+def test_a_request_split_into_turns_is_admitted_whole(registry):
+    """A tiny token budget decodes each sentence in its own turn; with room for all but one sentence the
+    request is refused before any turn is decoded, and a request that fits is answered in full."""
+    def decoded_sentences() -> float:
+        return _metric(c.get("/metrics").text, "seq2seq_batch_sentences_sum")
+
+    with client_for(registry, queue_sentences=64, batch_max_tokens=1) as c:
+        batcher = c.app.state.service.batcher
+        batcher.admit(64 - len(SENTENCES) + 1)
+        try:
+            assert c.post("/v1/translate", json={"text": SENTENCES}).status_code == 503
+            assert decoded_sentences() == 0  # refused before its first turn
+        finally:
+            batcher.release(64 - len(SENTENCES) + 1)
+        response = c.post("/v1/translate", json={"text": SENTENCES})
+        assert response.status_code == 200 and len(response.json()["translations"]) == len(SENTENCES)
+        assert decoded_sentences() == len(SENTENCES)
+        assert _metric(c.get("/metrics").text, "seq2seq_batch_sentences_count") == len(SENTENCES)  # one per turn
+        assert batcher.queued_sentences == 0
+
+
+def _metric(exposition: str, name: str) -> float:
+    """One unlabelled sample from a Prometheus text exposition."""
+    return next(float(line.split()[-1]) for line in exposition.splitlines() if line.startswith(name + " "))
+
+
+def test_a_queue_smaller_than_one_request_is_refused_at_startup():
+    with pytest.raises(UserError, match="queue_sentences .* must be at least max_sentences"):
+        settings_from({"queue_sentences": 10, "max_sentences": 64}, environ={})
 
 
 def test_slow_translation_times_out_with_504(registry):
