@@ -77,21 +77,26 @@ def _median_run(runs: list[dict], rate) -> dict:
 
 
 def side_by_side_decoding(matched_ckpt: str, trained_peers: list[dict], rounds: int,
-                          threads: int) -> tuple[dict, list[dict]]:
-    """Ours and each peer decode test2016, greedy and beam 5, one after another, `rounds` times over.
+                          threads: int) -> tuple[dict, dict, list[dict]]:
+    """Ours (fp32 and bf16) and each peer decode test2016, greedy and beam 5, one after another, `rounds` times over.
 
     The machine is shared and its speed drifts by tens of percent over minutes, so each toolkit is timed
-    in every round and the median round of each is compared. Returns ours by beam, and the peers' runs.
+    in every round and the median round of each is compared. Returns ours by beam in fp32 and in bf16,
+    and the peers' runs.
     """
-    ours: dict[int, list[dict]] = {1: [], 5: []}
+    ours: dict[tuple[Optional[str], int], list[dict]] = {(kind, beam): [] for kind in (None, "bf16") for beam in (1, 5)}
     theirs: dict[tuple[str, int], list[dict]] = {(t["toolkit"], beam): [] for t in trained_peers for beam in (1, 5)}
     for _ in range(rounds):
         for beam in (1, 5):
-            ours[beam].append(decode_in_worker(matched_ckpt, "test2016", beam, lines=1000, repeats=1, threads=threads))
+            for kind in (None, "bf16"):
+                ours[(kind, beam)].append(decode_in_worker(matched_ckpt, "test2016", beam, lines=1000, repeats=1,
+                                                           threads=threads, quantize=kind))
             for trained in trained_peers:
                 theirs[(trained["toolkit"], beam)].append(peers.decode_peer(trained, beam))
     peer_rate = lambda d: d["generation_sentences_per_s"] or d["process_sentences_per_s"]  # noqa: E731
-    return ({str(beam): _median_run(runs, lambda d: d["sentences_per_s"]) for beam, runs in ours.items()},
+    ours_rate = lambda d: d["sentences_per_s"]  # noqa: E731
+    return ({str(beam): _median_run(ours[(None, beam)], ours_rate) for beam in (1, 5)},
+            {str(beam): _median_run(ours[("bf16", beam)], ours_rate) for beam in (1, 5)},
             [_median_run(runs, peer_rate) for runs in theirs.values()])
 
 
@@ -103,7 +108,7 @@ def roofline_figures(checkpoint: str, threads: int) -> dict:
 
 
 def headline(results: dict) -> dict:
-    """The figures a script checks: ratios are ours / the faster peer, int8 and service against our own fp32."""
+    """The figures a script checks: ratios are ours / the faster peer, int8, bf16 and service against our own fp32."""
     runs = results["decoding"]["runs"]
     summary = {"train_fraction_of_peak": results["training"]["default"]["fraction_of_peak"]}
     fp32 = {b: find(runs, test_set="test2016", beam=b, quantize=None) for b in (1, 5)}
@@ -111,6 +116,11 @@ def headline(results: dict) -> dict:
     summary["int8_speedup"] = round(int8[5]["sentences_per_s"] / fp32[5]["sentences_per_s"], 2)
     summary["int8_speedup_greedy"] = round(int8[1]["sentences_per_s"] / fp32[1]["sentences_per_s"], 2)
     summary["int8_bleu_delta"] = round(int8[5]["bleu"] - fp32[5]["bleu"], 2)
+    bf16 = {b: find(runs, test_set="test2016", beam=b, quantize="bf16") for b in (1, 5)}
+    summary["bf16_speedup"] = round(bf16[5]["sentences_per_s"] / fp32[5]["sentences_per_s"], 2)
+    summary["bf16_speedup_greedy"] = round(bf16[1]["sentences_per_s"] / fp32[1]["sentences_per_s"], 2)
+    summary["bf16_bleu_delta"] = round(bf16[5]["bleu"] - fp32[5]["bleu"], 2)
+    summary["bf16_bleu_delta_greedy"] = round(bf16[1]["bleu"] - fp32[1]["bleu"], 2)
     summary["service_vs_offline"] = results["service"]["clients"]["32"]["vs_offline"] if "service" in results else None
     roofline = results.get("roofline_peer_model")
     if roofline:  # how many times faster each job would be if only its matrix products cost time
@@ -124,8 +134,11 @@ def headline(results: dict) -> dict:
             best = max(d["generation_sentences_per_s"] or d["process_sentences_per_s"]
                        for d in peer["decoding"] if d["beam"] == beam)
             summary[key] = round(results["decoding_peer_model"][str(beam)]["sentences_per_s"] / best, 2)
+            summary[key.replace("_speedup", "_bf16_speedup")] = round(
+                results["decoding_peer_model_bf16"][str(beam)]["sentences_per_s"] / best, 2)
     else:
-        summary.update(train_speedup_vs_peer=None, greedy_speedup_vs_peer=None, beam5_speedup_vs_peer=None)
+        summary.update(train_speedup_vs_peer=None, greedy_speedup_vs_peer=None, beam5_speedup_vs_peer=None,
+                       greedy_bf16_speedup_vs_peer=None, beam5_bf16_speedup_vs_peer=None)
     return summary
 
 
@@ -138,8 +151,8 @@ def run_suite(plan: Plan, with_peers: bool, with_service: bool, checkpoint: Opti
     results["training"] = {"default": default, "peer_match": matched}
     matched_ckpt = matched["checkpoint"]
     trained_peers = results["peers"]["training"] if with_peers else []
-    results["decoding_peer_model"], peer_decoding = side_by_side_decoding(matched_ckpt, trained_peers,
-                                                                          plan.side_by_side_rounds, threads)
+    results["decoding_peer_model"], results["decoding_peer_model_bf16"], peer_decoding = side_by_side_decoding(
+        matched_ckpt, trained_peers, plan.side_by_side_rounds, threads)
     if with_peers:
         results["peers"]["decoding"] = peer_decoding
     results["process_decoding_peer_model"] = [our_process_decoding(matched_ckpt, beam) for beam in (1, 5)]

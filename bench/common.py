@@ -68,11 +68,11 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def matmul_peak_gflops(threads: int, size: int = 1024, repeats: int = 7) -> float:
-    """The fp32 matmul ceiling of this machine now: median GFLOP/s of a size³ product on `threads` threads."""
+def matmul_peak_gflops(threads: int, size: int = 1024, repeats: int = 7, dtype: torch.dtype = torch.float32) -> float:
+    """The matmul ceiling of this machine now, in `dtype`: median GFLOP/s of a size³ product on `threads` threads."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     for _ in range(3):
         a @ b
     rates = []

@@ -1,6 +1,6 @@
 """Decoding speed: sentences/s and target tokens/s, greedy and beam 5, on Multi30k test2016 and IWSLT14 test.
 
-    python -m bench.decoding --checkpoint runs/multi30k_de_en/checkpoints/best.pt [--quantize int8]
+    python -m bench.decoding --checkpoint runs/multi30k_de_en/checkpoints/best.pt [--quantize int8|bf16]
 
 Each setting runs in a fresh worker process (so its peak memory is its own): the model is loaded, one
 warm-up batch decoded, then the whole set translated --repeats times; the median time counts. Also
@@ -79,10 +79,11 @@ def _quartile(translator, sources: list[str], references: list[str], quartile: i
 
 
 def decoding_benchmark(checkpoint: str, *, lines: int, repeats: int, threads: int) -> dict:
-    """Greedy and beam 5 on each test set, int8 beside fp32 on test2016, and the length and batch scaling."""
+    """Greedy and beam 5 on each test set, int8 and bf16 beside fp32 on test2016, and the length and batch scaling."""
     measure = lambda test_set, beam, **kw: decode_in_worker(checkpoint, test_set, beam, threads=threads, **kw)  # noqa: E731
     runs = [measure(s, beam, lines=lines, repeats=repeats) for s in TEST_SETS for beam in (1, 5)]
-    runs += [measure("test2016", beam, lines=lines, repeats=repeats, quantize="int8") for beam in (1, 5)]
+    runs += [measure("test2016", beam, lines=lines, repeats=repeats, quantize=kind)
+             for kind in ("int8", "bf16") for beam in (1, 5)]
     return {"runs": runs,
             "by_length": [measure("iwslt14", beam, lines=4 * lines, repeats=1, length_quartile=q)
                           for beam in (1, 5) for q in range(4)],
@@ -103,7 +104,7 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--test-set", choices=list(TEST_SETS), default="test2016")
     parser.add_argument("--beam", type=int, default=5)
-    parser.add_argument("--quantize", choices=["int8"])
+    parser.add_argument("--quantize", choices=["int8", "bf16"])
     parser.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS, help="source tokens × beam size")
     parser.add_argument("--length-quartile", type=int, choices=range(4))
     args = parser.parse_args()

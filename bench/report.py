@@ -13,9 +13,11 @@ def markdown_report(r: dict) -> str:
     t = r["training"]
     d = t["default"]
     parts.append("## Training\n" + _table(
-        ["model", "steps", "tgt tok/s", "src+tgt tok/s", "peak MB", "GFLOP/tgt tok", "GFLOP/s", "matmul peak", "fraction"],
+        ["model", "steps", "tgt tok/s", "src+tgt tok/s", "peak MB", "GFLOP/tgt tok", "GFLOP/s", "products in",
+         "matmul peak", "fraction", "fp32 peak", "fraction of fp32 peak"],
         [[d["config"], d["steps"], d["tgt_tokens_per_s"], d["src_tgt_tokens_per_s"], d["peak_mb"], d["gflops_per_tgt_token"],
-          d["achieved_gflops"], d["matmul_peak_gflops"], d["fraction_of_peak"]]]))
+          d["achieved_gflops"], d.get("products_dtype", "fp32"), d["matmul_peak_gflops"], d["fraction_of_peak"],
+          d.get("fp32_matmul_peak_gflops"), d.get("fraction_of_fp32_peak")]]))
     peer = r.get("peers")
     m = t["peer_match"]
     rows = [["ours (configs/peer_match.yaml)", m["steps"], m["wall_s"], m["tgt_tokens_per_s"], m["peak_mb"], m["valid_bleu_greedy"]]]
@@ -27,6 +29,9 @@ def markdown_report(r: dict) -> str:
     rows = [["ours", beam, x["sentences"], x["sentences_per_s"], rounds(x), proc["process_sentences_per_s"],
              x["tgt_tokens_per_s"], x["peak_mb"], x["bleu"]]
             for (beam, x), proc in zip(sorted(r["decoding_peer_model"].items()), r["process_decoding_peer_model"])]
+    rows += [["ours, --quantize bf16", beam, x["sentences"], x["sentences_per_s"], rounds(x), None,
+              x["tgt_tokens_per_s"], x["peak_mb"], x["bleu"]]
+             for beam, x in sorted(r.get("decoding_peer_model_bf16", {}).items())]
     if peer:
         rows += [[p["toolkit"], p["beam"], p["sentences"], p["generation_sentences_per_s"], rounds(p),
                   p["process_sentences_per_s"], p["generation_tgt_tokens_per_s"], p["peak_mb"], p["bleu"]]

@@ -257,7 +257,9 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_quantize_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quantize", choices=["int8"], help="int8 dynamic quantization for faster CPU decoding")
+    p.add_argument("--quantize", choices=["int8", "bf16"],  # seq2seq.quantize.QUANTIZATIONS, without importing torch
+                   help="faster decoding at reduced precision: int8 dynamic quantization (CPU), or bf16 products "
+                        "(CPUs with AVX-512 BF16 or AMX, recent GPUs)")
 
 
 def _add_decoding_arguments(p: argparse.ArgumentParser) -> None:

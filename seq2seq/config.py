@@ -113,7 +113,8 @@ class TrainConfig(Section):
     keep_last: int = Field(default=2, ge=1)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     valid_max_length_ratio: float = Field(default=1.5, gt=0)
-    amp: bool = Field(default=True, description="mixed precision on CUDA (ignored on CPU)")
+    amp: bool = Field(default=True, description="mixed precision: bf16 products on a GPU or a CPU that multiplies "
+                      "bf16 natively (fp16 on older GPUs); fp32 elsewhere")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Optional[int] = Field(default=None, gt=0, description="CPU threads; default all cores")
 

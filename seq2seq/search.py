@@ -297,7 +297,8 @@ def _collect(tokens: torch.Tensor, scores: torch.Tensor, attention: torch.Tensor
              src_lengths: torch.Tensor) -> list[Hypothesis]:
     """tokens: (N, T) ending in EOS, attention (N, T, S) → one Hypothesis per row, trimmed at EOS."""
     hyps = []
-    for row, score, attn, src_len in zip(tokens.tolist(), scores.tolist(), attention.cpu(), src_lengths.tolist()):
+    attention = attention.float().cpu()  # float: under bf16 decoding the weights come in bf16
+    for row, score, attn, src_len in zip(tokens.tolist(), scores.tolist(), attention, src_lengths.tolist()):
         length = row.index(EOS) if EOS in row else len(row)
         hyps.append(Hypothesis(row[:length], score, attn[: length + 1, :src_len]))
     return hyps

@@ -29,6 +29,7 @@ from seq2seq.errors import UserError
 from seq2seq.faults import fault_point
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.plot import plot_learning_curve
+from seq2seq.precision import autocast, native_bf16
 from seq2seq.schedule import LRSchedule
 from seq2seq.tokenizer import Tokenizer, train_tokenizers
 from seq2seq.translate import resolve_device, translate_texts
@@ -177,9 +178,12 @@ class Trainer:
         return cls(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused_adam_available(self.device))
 
     def _amp_dtype(self) -> Optional[torch.dtype]:
-        if self.device.type != "cuda" or not self.config.train.amp:
+        """bf16 where the device multiplies it natively, fp16 on other GPUs, else None (fp32)."""
+        if not self.config.train.amp or self.device.type not in ("cuda", "cpu"):
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if native_bf16(self.device):
+            return torch.bfloat16
+        return torch.float16 if self.device.type == "cuda" else None
 
     def _resume_payload(self) -> Optional[dict]:
         path = self.ckpt_dir / "last.pt"
@@ -337,8 +341,7 @@ class Trainer:
     def _forward_loss(self, batch: Batch) -> torch.Tensor:
         """Summed (label-smoothed) loss of one micro-batch, under autocast when mixed precision is on."""
         t = self.config.train
-        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
-        with autocast:
+        with autocast(self.device, self.amp_dtype):
             logits = self.network(batch.src, batch.src_lengths, batch.tgt_in, t.scheduled_sampling)
             return token_loss_sum(logits, batch.tgt_out, t.label_smoothing)
 

@@ -16,7 +16,8 @@ from seq2seq.data import collate
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.model.decoder import OutputLayer
-from seq2seq.quantize import check_quantization, quantize_for_decoding
+from seq2seq.precision import autocast
+from seq2seq.quantize import check_quantization, decoding_dtype, quantize_for_decoding
 from seq2seq.search import Hypothesis, search
 from seq2seq.tokenizer import Tokenizer
 
@@ -112,9 +113,10 @@ class Translator:
         keep_large_blocks()
         self.loaded: LoadedModel = load_model(checkpoint, self.device)
         self.loaded.model = quantize_for_decoding(self.loaded.model, quantize, self.device)
+        self.dtype = decoding_dtype(quantize)  # None: as the weights are (fp32 or int8)
         self.batch_tokens = batch_tokens or DEFAULT_BATCH_TOKENS  # source tokens × beam size
         # built once: a translator's weights never change, and the service decodes many small batches
-        self.output_layer = self.loaded.model.decoder.output_layer_for_decoding()
+        self.output_layer = self.loaded.model.decoder.output_layer_for_decoding(self.dtype)
 
     @property
     def src_lang(self) -> str:
@@ -135,9 +137,11 @@ class Translator:
 
     def translate(self, texts: Sequence[str], options: Optional[DecodeConfig] = None,
                   with_attention: bool = False) -> list[Translation]:
-        return translate_texts(self.loaded.model, self.loaded.src_tokenizer, self.loaded.tgt_tokenizer, texts,
-                               device=self.device, options=options or self.options(), batch_tokens=self.batch_tokens,
-                               with_attention=with_attention, output_layer=self.output_layer)
+        with autocast(self.device, self.dtype):
+            return translate_texts(self.loaded.model, self.loaded.src_tokenizer, self.loaded.tgt_tokenizer, texts,
+                                   device=self.device, options=options or self.options(),
+                                   batch_tokens=self.batch_tokens, with_attention=with_attention,
+                                   output_layer=self.output_layer)
 
     def translate_stream(self, lines: Iterable[str], chunk_size: int = 2000, **options) -> Iterator[Translation]:
         """Translate an arbitrarily long stream in chunks, so memory stays flat."""

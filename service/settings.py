@@ -24,7 +24,8 @@ class ServiceSettings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
     threads: Optional[int] = Field(default=None, gt=0, description="torch CPU threads; default all cores")
-    quantize: Optional[Literal["int8"]] = Field(default=None, description="int8 dynamic quantization (CPU only)")
+    quantize: Optional[Literal["int8", "bf16"]] = Field(default=None, description="int8 dynamic quantization "
+                                                        "(CPU only) or bf16 products, as `translate --quantize`")
     # Request limits: all visible in /openapi.json through the request schemas.
     max_sentences: int = Field(default=64, gt=0, description="sentences per request")
     max_chars: int = Field(default=2000, gt=0, description="characters per sentence")

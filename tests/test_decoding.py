@@ -245,6 +245,21 @@ def test_int8_quantized_model_translates_like_the_float_one(tiny_run, translator
     assert sacrebleu.corpus_bleu(int8, [fp32]).score > 60
 
 
+def test_bf16_decoding_multiplies_in_bf16_and_translates_like_fp32(tiny_run, translator, sentences):
+    bf16 = Translator(tiny_run / "checkpoints/best.pt", device="cpu", quantize="bf16")
+    output_size = bf16.loaded.model.decoder.output_size
+    assert bf16.output_layer(torch.randn(3, output_size)).dtype == torch.bfloat16  # weight stored in bf16
+    for beam_size in (1, 4):
+        options = translator.options(beam_size=beam_size)
+        fp32 = [t.text for t in translator.translate(sentences, options)]
+        reduced = bf16.translate(sentences, options, with_attention=True)
+        assert sum(a == b.text for a, b in zip(fp32, reduced)) >= 0.6 * len(sentences)
+        assert sacrebleu.corpus_bleu([t.text for t in reduced], [fp32]).score > 60
+        attention = reduced[0].attention
+        assert attention.dtype == torch.float32 and torch.allclose(attention.sum(1), torch.ones(len(attention)), atol=0.02)
+    assert [t.text for t in translator.translate(sentences, options)] == fp32  # the autocast stays in bf16's calls
+
+
 def test_quantize_is_refused_off_the_cpu_and_for_unknown_kinds(tiny_run):
     model = Translator(tiny_run / "checkpoints/best.pt", device="cpu").loaded.model
     with pytest.raises(UserError, match="CPU only"):

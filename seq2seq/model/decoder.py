@@ -164,12 +164,13 @@ class Decoder(nn.Module):
         output, weights, state = self._step(first_gates, state)
         return (self.generator if output_layer is None else output_layer)(output).float(), weights, state
 
-    def output_layer_for_decoding(self) -> OutputLayer:
+    def output_layer_for_decoding(self, dtype: Optional[torch.dtype] = None) -> OutputLayer:
         """The generator as one product without a bias on a CPU: the bias becomes a weight row fed by a constant 1.
 
         On a CPU a product with a bias first copies the bias into every row of the (B, V) result and then
         adds to it, one more pass over the biggest tensor of a decoding step. Folded, decoding is about
         7% faster (BENCHMARKS.md). Elsewhere (a GPU, an int8 generator) the generator is returned as it is.
+        With `dtype` (bf16 decoding) the folded weight is stored in it, rather than cast at every step.
         The result is a snapshot of the weights: build it again after they change. (It is not cached here,
         because fused Adam updates the weights without moving their version counters.)
         """
@@ -177,10 +178,11 @@ class Decoder(nn.Module):
         if type(generator) is not nn.Linear or generator.bias is None or generator.weight.device.type != "cpu":
             return generator
         with torch.no_grad():
-            folded = torch.cat([generator.weight, generator.bias.unsqueeze(1)], dim=1).t().contiguous()  # (O + 1, V)
+            folded = torch.cat([generator.weight, generator.bias.unsqueeze(1)], dim=1).t()  # (O + 1, V)
+            folded = folded.to(dtype or folded.dtype).contiguous()
 
         def project(output: torch.Tensor) -> torch.Tensor:
-            return torch.cat([output, output.new_ones(output.size(0), 1)], dim=1).mm(folded)  # (B, V)
+            return torch.cat([output, output.new_ones(output.size(0), 1)], dim=1).to(folded.dtype).mm(folded)  # (B, V)
 
         return project
 
