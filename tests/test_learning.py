@@ -28,11 +28,10 @@ def test_mixed_precision_on_a_cpu_trains_in_bf16_like_fp32(tmp_path: Path):
     fp32), the model learns as well, and the weights it keeps and saves stay fp32."""
     if not native_bf16(torch.device("cpu")):
         pytest.skip("this CPU has no native bf16, so train.amp leaves training in fp32")
-    data_overrides()
     records = {}
     for amp in (False, True):
         config = load_config(REPO / "configs/tiny.yaml", [
-            "data.max_pairs=1000", "train.max_steps=60", "train.valid_every=60", f"train.amp={str(amp).lower()}"])
+            *data_overrides(), "data.max_pairs=1000", "train.max_steps=60", "train.valid_every=60", f"train.amp={str(amp).lower()}"])
         records[amp] = train(config, str(tmp_path / f"amp_{amp}"))
     assert records[True]["train_loss"] != records[False]["train_loss"]  # bf16 really ran
     assert abs(records[True]["valid_loss"] - records[False]["valid_loss"]) < 0.05 * records[False]["valid_loss"]
