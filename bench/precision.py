@@ -13,7 +13,8 @@ import argparse
 import json
 import time
 
-from bench.common import MULTI30K, median
+from bench.common import median
+from bench.decoding import TEST_SETS
 from seq2seq.data import read_lines
 from seq2seq.evaluate import score_corpus
 from seq2seq.translate import Translator
@@ -21,8 +22,8 @@ from seq2seq.translate import Translator
 
 def compare(checkpoint: str, kinds: list[str], lines: int, rounds: int) -> list[dict]:
     """One row per precision (fp32 first) and beam: sentences/s (median round), BLEU, agreement with fp32."""
-    sources = read_lines(MULTI30K / "test_2016_flickr.de.gz")[:lines]
-    references = read_lines(MULTI30K / "test_2016_flickr.en.gz")[:lines]
+    src_path, ref_path = TEST_SETS["test2016"]
+    sources, references = read_lines(src_path)[:lines], read_lines(ref_path)[:lines]
     translators = {kind: Translator(checkpoint, device="cpu", quantize=None if kind == "fp32" else kind)
                    for kind in ["fp32", *kinds]}
     rows = []

@@ -22,7 +22,7 @@ from seq2seq.checkpoint import load_model
 from seq2seq.config import load_config
 from seq2seq.data import read_lines
 from seq2seq.model import build_model
-from seq2seq.precision import native_bf16
+from seq2seq.precision import mixed_precision_dtype
 from seq2seq.train import token_loss_sum
 
 
@@ -75,7 +75,7 @@ def training_benchmark(config_path: str, steps: int, threads: int, tag: str = "d
     (`train.amp` on a CPU that multiplies bf16 natively), else fp32; the fp32 one is reported beside it.
     """
     config = load_config(config_path)
-    bf16 = config.train.amp and native_bf16(torch.device("cpu"))
+    bf16 = mixed_precision_dtype(config.train.amp, torch.device("cpu")) == torch.bfloat16
     fp32_peak = matmul_peak_gflops(threads)
     peak_gflops = matmul_peak_gflops(threads, dtype=torch.bfloat16) if bf16 else fp32_peak
     run_dir = RESULTS_DIR / f"train_{tag}"

@@ -20,6 +20,15 @@ def native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
+def mixed_precision_dtype(amp: bool, device: torch.device) -> Optional[torch.dtype]:
+    """What `train.amp` trains in on `device`: bf16 where it is native, fp16 on other GPUs, else None (fp32)."""
+    if not amp:
+        return None
+    if native_bf16(device):
+        return torch.bfloat16
+    return torch.float16 if device.type == "cuda" else None
+
+
 def autocast(device: torch.device, dtype: Optional[torch.dtype]) -> ContextManager:
     """Products in `dtype` (the rest as torch's autocast decides) inside the block; nothing when dtype is None."""
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()

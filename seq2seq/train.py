@@ -29,7 +29,7 @@ from seq2seq.errors import UserError
 from seq2seq.faults import fault_point
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.plot import plot_learning_curve
-from seq2seq.precision import autocast, native_bf16
+from seq2seq.precision import autocast, mixed_precision_dtype
 from seq2seq.schedule import LRSchedule
 from seq2seq.tokenizer import Tokenizer, train_tokenizers
 from seq2seq.translate import resolve_device, translate_texts
@@ -144,7 +144,7 @@ class Trainer:
         self.schedule = LRSchedule(config.train)
         self.batches_per_epoch = max(1, len(self.data.train.epoch_batches(0)))  # near enough for every epoch
         self.progress = Progress()
-        self.amp_dtype = self._amp_dtype()
+        self.amp_dtype = mixed_precision_dtype(config.train.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         if resume_payload:
             self._restore(resume_payload)
@@ -176,14 +176,6 @@ class Trainer:
         cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
         # The fused kernel updates each parameter in one pass: 15.8 ms unfused, 5.9 ms fused (python -m bench.micro).
         return cls(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused_adam_available(self.device))
-
-    def _amp_dtype(self) -> Optional[torch.dtype]:
-        """bf16 where the device multiplies it natively, fp16 on other GPUs, else None (fp32)."""
-        if not self.config.train.amp or self.device.type not in ("cuda", "cpu"):
-            return None
-        if native_bf16(self.device):
-            return torch.bfloat16
-        return torch.float16 if self.device.type == "cuda" else None
 
     def _resume_payload(self) -> Optional[dict]:
         path = self.ckpt_dir / "last.pt"

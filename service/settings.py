@@ -57,7 +57,6 @@ class ServiceSettings(BaseModel):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-
     @model_validator(mode="after")
     def _queue_holds_a_whole_request(self):
         # A request is admitted whole, so a queue smaller than one request would refuse the largest forever.
