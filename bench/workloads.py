@@ -7,14 +7,14 @@ import torch
 
 from bench.common import MULTI30K
 from seq2seq.checkpoint import load_model
-from seq2seq.data import ParallelDataset, read_lines
+from seq2seq.data import Batch, ParallelDataset, read_lines
 from seq2seq.train import fused_adam_available, token_loss_sum
 from seq2seq.translate import Translator
 
 
-def training_steps(checkpoint: str, batches: int) -> tuple[Callable[[], None], int]:
-    """A callable running forward, backward, clipping and Adam over `batches` real Multi30k batches, as the
-    trainer does, with the checkpoint's model, tokenizers and batch size; and their target tokens."""
+def training_parts(checkpoint: str, batches: int) -> tuple[torch.nn.Module, list[Batch], torch.optim.Optimizer]:
+    """The checkpoint's model in training mode, `batches` real Multi30k batches at its batch size (with its
+    tokenizers), and fused Adam over the model, as the trainer builds them."""
     loaded = load_model(checkpoint, "cpu")
     src = [loaded.src_tokenizer.encode(s) for s in read_lines(MULTI30K / "train.de.gz")[:4000]]
     tgt = [loaded.tgt_tokenizer.encode(t) for t in read_lines(MULTI30K / "train.en.gz")[:4000]]
@@ -22,6 +22,13 @@ def training_steps(checkpoint: str, batches: int) -> tuple[Callable[[], None], i
     chosen = [batch for _, batch in data.iterate(0)][:batches]
     model = loaded.model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused_adam_available(torch.device("cpu")))
+    return model, chosen, optimizer
+
+
+def training_steps(checkpoint: str, batches: int) -> tuple[Callable[[], None], int]:
+    """A callable running forward, backward, clipping and Adam over `batches` real Multi30k batches, as the
+    trainer does, with the checkpoint's model, tokenizers and batch size; and their target tokens."""
+    model, chosen, optimizer = training_parts(checkpoint, batches)
 
     def run() -> None:
         for batch in chosen:

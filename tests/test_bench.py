@@ -67,6 +67,15 @@ def test_workloads_train_and_translate_the_checkpoints_model_on_real_data(tiny_r
     assert sentences == 6 and len(translate()) == 6
 
 
+def test_phases_time_every_part_of_a_real_training_step(tiny_run, monkeypatch):
+    import bench.workloads as workloads
+    from bench.phases import PHASES, time_phases
+    monkeypatch.setattr(workloads, "MULTI30K", MULTI30K)
+    result = time_phases(str(tiny_run / "checkpoints/best.pt"), batches=2, rounds=1, dtype=None)
+    assert list(result["ms_per_batch"]) == list(PHASES) and all(ms > 0 for ms in result["ms_per_batch"].values())
+    assert abs(sum(result["share"].values()) - 1) < 0.01 and result["tgt_tokens_per_s"] > 0
+
+
 def test_side_by_side_reports_each_toolkits_median_round_whole():
     from bench.__main__ import _median_run
     runs = [{"sentences_per_s": 500.0, "bleu": 30.1}, {"sentences_per_s": 300.0, "bleu": 30.2},

@@ -192,6 +192,10 @@ class Decoder(nn.Module):
         With `sampling_prob` > 0 (scheduled sampling), each sentence's next input is, with that
         probability, the model's own greedy prediction instead of the reference token.
         """
+        return self.generator(self.attentional_outputs(tgt_in, state, sampling_prob))
+
+    def attentional_outputs(self, tgt_in: torch.Tensor, state: DecoderState, sampling_prob: float = 0.0) -> torch.Tensor:
+        """The recurrent loop of teacher-forced decoding: tgt_in (B, T) → attentional outputs (B, T, O)."""
         embedded = self.dropout(self.embedding(tgt_in))  # (B, T, E)
         first_gates = self.cells[0].input_proj(embedded)  # (B, T, G·H), once for all steps
         # unbind once: indexing [:, t] inside the loop would cost a full-size gradient per step in backward
@@ -201,7 +205,7 @@ class Decoder(nn.Module):
                 gates_t = self._maybe_sample(gates_t, outputs[-1], sampling_prob)
             output, _, state = self._step(gates_t, state)
             outputs.append(output)
-        return self.generator(torch.stack(outputs, dim=1))  # (B, T, V)
+        return torch.stack(outputs, dim=1)
 
     def _maybe_sample(self, gates_t: torch.Tensor, prev_output: torch.Tensor, prob: float) -> torch.Tensor:
         with torch.no_grad():

@@ -1,0 +1,87 @@
+"""Where a training step's time goes, phase by phase, timed with the wall clock.
+
+    python -m bench.phases --checkpoint runs/quickstart/checkpoints/best.pt [--precision fp32 bf16] [--rounds 3]
+
+torch.profiler charges its own per-operator cost to every one of a step's thousands of small operations,
+so its shares overstate them; here each phase of real training steps is timed as it runs, with the
+checkpoint's model, tokenizers and batch size on Multi30k training batches, as the trainer trains:
+forward under autocast where `train.amp` would use it, the loss in fp32, clipping and fused Adam.
+The backward pass is split where the gradient reaches the decoder's attentional outputs (a tensor hook):
+before it, the output layer and the loss; after it, the recurrent loop, attention and the encoder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from typing import Optional
+
+import torch
+
+from bench.workloads import training_parts
+from seq2seq.allocator import keep_large_blocks
+from seq2seq.precision import autocast, mixed_precision_dtype
+from seq2seq.train import token_loss_sum
+
+PHASES = ("encoder forward", "decoder loop forward", "output layer and loss forward",
+          "output layer and loss backward", "loop and encoder backward", "clipping and Adam")
+
+
+def time_phases(checkpoint: str, batches: int, rounds: int, dtype: Optional[torch.dtype]) -> dict:
+    """Milliseconds per batch in each phase (summed over `rounds` passes after two warm-up passes), and tok/s."""
+    model, chosen, optimizer = training_parts(checkpoint, batches)
+    decoder = model.decoder
+    totals: dict[str, float] = defaultdict(float)
+
+    def one_batch(batch) -> dict[str, float]:
+        marks = [time.perf_counter()]
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(torch.device("cpu"), dtype):
+            state = model.encode(batch.src, batch.src_lengths)
+            marks.append(time.perf_counter())
+            outputs = decoder.attentional_outputs(batch.tgt_in, state)
+            marks.append(time.perf_counter())
+            loss = token_loss_sum(decoder.generator(outputs), batch.tgt_out) / batch.num_tgt_tokens
+        marks.append(time.perf_counter())
+        reached_loop: list[float] = []
+        outputs.register_hook(lambda grad: reached_loop.append(time.perf_counter()))
+        loss.backward()
+        marks += [reached_loop[0], time.perf_counter()]
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        marks.append(time.perf_counter())
+        return {phase: later - earlier for phase, earlier, later in zip(PHASES, marks, marks[1:])}
+
+    for r in range(2 + rounds):
+        for batch in chosen:
+            for phase, seconds in one_batch(batch).items():
+                if r >= 2:
+                    totals[phase] += seconds
+    step_seconds = sum(totals.values())
+    tokens = rounds * sum(batch.num_tgt_tokens for batch in chosen)
+    return {"tgt_tokens_per_s": round(tokens / step_seconds),
+            "ms_per_batch": {p: round(1000 * totals[p] / (rounds * len(chosen)), 1) for p in PHASES},
+            "share": {p: round(totals[p] / step_seconds, 3) for p in PHASES}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
+    parser.add_argument("--batches", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    keep_large_blocks()  # as the trainer does
+    for precision in args.precision:
+        dtype = mixed_precision_dtype(True, torch.device("cpu")) if precision == "bf16" else None
+        if precision == "bf16" and dtype is None:
+            print(json.dumps({"precision": "bf16", "skipped": "this CPU does not multiply bf16 natively"}))
+            continue
+        print(json.dumps({"precision": precision, **time_phases(args.checkpoint, args.batches, args.rounds, dtype)}))
+
+
+if __name__ == "__main__":
+    main()
