@@ -98,9 +98,17 @@ def _serve(connection: Connection, checkpoints: dict[str, str], device: str, bat
         connection.send((False, f"decoder could not load the models: {err}"))
         return
     connection.send((True, None))
-    while (request := connection.recv()) is not None:
+    while (request := _next_request(connection)) is not None:
         name, texts, options, with_attention = request
         try:
             connection.send((True, translators[name].translate(texts, options, with_attention=with_attention)))
         except Exception as err:  # noqa: BLE001 - the batch's requests answer for it; the process lives on
             connection.send((False, f"{type(err).__name__}: {err}"))
+
+
+def _next_request(connection: Connection):
+    """The parent's next batch; None when it says stop or is gone (killed, or exited without saying stop)."""
+    try:
+        return connection.recv()
+    except (EOFError, OSError):
+        return None
