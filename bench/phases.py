@@ -2,9 +2,9 @@
 
     python -m bench.phases --checkpoint runs/quickstart/checkpoints/best.pt [--precision fp32 bf16] [--rounds 3]
 
-torch.profiler charges its own per-operator cost to every one of a step's thousands of small operations,
-so its shares overstate them; here each phase of real training steps is timed as it runs, with the
-checkpoint's model, tokenizers and batch size on Multi30k training batches, as the trainer trains:
+torch.profiler adds its own cost to each of a step's thousands of small operations, and its per-operator
+shares do not say how long each part of a step takes. Here each phase of real training steps is timed as it
+runs, with the checkpoint's model, tokenizers and batch size on Multi30k training batches, as the trainer trains:
 forward under autocast where `train.amp` would use it, the loss in fp32, clipping and fused Adam.
 The backward pass is split where the gradient reaches the decoder's attentional outputs (a tensor hook):
 before it, the output layer and the loss; after it, the recurrent loop, attention and the encoder.
@@ -53,11 +53,13 @@ def time_phases(checkpoint: str, batches: int, rounds: int, dtype: Optional[torc
         marks.append(time.perf_counter())
         return {phase: later - earlier for phase, earlier, later in zip(PHASES, marks, marks[1:])}
 
-    for r in range(2 + rounds):
+    for _ in range(2):  # warm-up: Adam's state, the allocator's blocks, oneDNN's kernels
+        for batch in chosen:
+            one_batch(batch)
+    for _ in range(rounds):
         for batch in chosen:
             for phase, seconds in one_batch(batch).items():
-                if r >= 2:
-                    totals[phase] += seconds
+                totals[phase] += seconds
     step_seconds = sum(totals.values())
     tokens = rounds * sum(batch.num_tgt_tokens for batch in chosen)
     return {"tgt_tokens_per_s": round(tokens / step_seconds),
