@@ -61,7 +61,7 @@ def _write_translation(out, index: int, translation, n_best: int) -> None:
 def cmd_translate(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from seq2seq.plot import plot_attention
+    from seq2seq.documents import translate_document_stream
     from seq2seq.translate import Translator
 
     translator = Translator(args.checkpoint, device=args.device, batch_tokens=args.batch_size,
@@ -73,14 +73,16 @@ def cmd_translate(args: argparse.Namespace) -> None:
     source = _open_input(args.input)
     out = _open_output(args.output)
     try:
-        stream = tqdm(translator.translate_stream(source, options=options, with_attention=plot_dir is not None),
-                      unit="sent", disable=not args.input, desc="translating",
+        documents = translate_document_stream(translator, source, options=options, split=not args.no_split,
+                                              with_attention=plot_dir is not None)
+        stream = tqdm(documents, unit="line", disable=not args.input, desc="translating",
                       total=_count_lines(args.input) if args.input else None)
-        for index, translation in enumerate(stream, start=1):
-            _write_translation(out, index, translation, options.n_best)
-            if plot_dir and translation.attention is not None:
-                plot_attention(translation.source_pieces, translation.target_pieces, translation.attention,
-                               plot_dir / f"{index:06d}.png")
+        for index, document in enumerate(stream, start=1):
+            _write_translation(out, index, document, options.n_best)
+            for note in document.notes:
+                print(f"seq2seq translate: warning: line {index}: {note}", file=sys.stderr)
+            if plot_dir:
+                _plot_sentences(plot_dir, index, document.sentences)
             if not args.output:
                 out.flush()  # interactive use: show each line as soon as it is translated
     finally:
@@ -88,6 +90,17 @@ def cmd_translate(args: argparse.Namespace) -> None:
             out.close()
         if args.input:
             source.close()
+
+
+def _plot_sentences(plot_dir: Path, index: int, sentences: list) -> None:
+    """One heatmap per sentence: LINE.png for a one-sentence line, LINE-SENTENCE.png otherwise."""
+    from seq2seq.plot import plot_attention
+
+    for number, sentence in enumerate(sentences, start=1):
+        if sentence.attention is None:
+            continue
+        name = f"{index:06d}.png" if len(sentences) == 1 else f"{index:06d}-{number:03d}.png"
+        plot_attention(sentence.source_pieces, sentence.target_pieces, sentence.attention, plot_dir / name)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -104,7 +117,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     options = _decode_options(translator, args)
     hyp_out = open(args.output, "w", encoding="utf-8") if args.output else None
     try:
-        report = evaluate(translator, args.src, args.ref, options, metrics, hyp_out, progress=not args.json)
+        report = evaluate(translator, args.src, args.ref, options, metrics, hyp_out, progress=not args.json,
+                          split=args.split)
     finally:
         if hyp_out:
             hyp_out.close()
@@ -203,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="file to write; default stdout")
     p.add_argument("--n-best", type=int, help="hypotheses per sentence; >1 writes 'index TAB score TAB text' lines")
     p.add_argument("--attention-plot", metavar="DIR", help="write one attention heatmap PNG per sentence here")
+    p.add_argument("--no-split", action="store_true",
+                   help="translate each line as one sentence, as it is (for corpora already one sentence per line); "
+                        "by default each line is split into sentences and put back together")
     p.set_defaults(func=cmd_translate)
 
     p = commands.add_parser("evaluate", help="translate a test set and score it with sacrebleu")
@@ -213,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="bleu,chrf,ter", help="comma-separated: bleu, chrf, ter")
     p.add_argument("--output", help="also write the translations here")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--split", action="store_true", help="split each line into sentences before translating "
+                   "(off: test sets are line-aligned, each line translated as one segment)")
     p.set_defaults(func=cmd_evaluate)
 
     p = commands.add_parser("score", help="log-probability of given translations (forced decoding)")

@@ -8,6 +8,7 @@ from typing import Optional, Sequence, TextIO
 from sacrebleu.metrics import BLEU, CHRF, TER
 
 from seq2seq.config import DecodeConfig
+from seq2seq.documents import translate_document_stream
 from seq2seq.data import open_text, read_lines
 from seq2seq.errors import UserError
 from seq2seq.translate import Translator
@@ -35,8 +36,12 @@ def score_corpus(hypotheses: Sequence[str], references: Sequence[str], metrics: 
 
 
 def evaluate(translator: Translator, src_path: str | Path, ref_path: str | Path, options: DecodeConfig,
-             metrics: Sequence[str], hyp_out: Optional[TextIO] = None, progress: bool = False) -> dict:
+             metrics: Sequence[str], hyp_out: Optional[TextIO] = None, progress: bool = False,
+             split: bool = False) -> dict:
     """Translate `src_path` in streamed chunks (memory stays flat), score against `ref_path`.
+
+    Each line is translated as one sentence, as it is (test sets are line-aligned, one segment per line);
+    with `split` each line is split into sentences first, as `seq2seq translate` does by default.
 
     Returns the metric results plus `sentences` and `seconds` (translation wall time).
     """
@@ -46,7 +51,7 @@ def evaluate(translator: Translator, src_path: str | Path, ref_path: str | Path,
     hypotheses: list[str] = []
     started = time.perf_counter()
     with open_text(src_path) as source:
-        stream = translator.translate_stream(source, options=options)
+        stream = translate_document_stream(translator, source, options=options, split=split)
         for translation in tqdm(stream, total=len(references), unit="sent", desc="translating", disable=not progress):
             hypotheses.append(translation.text)
             if hyp_out is not None:

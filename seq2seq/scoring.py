@@ -16,15 +16,14 @@ DEFAULT_SCORE_BATCH_TOKENS = 4000  # padded tokens of the longer side per batch;
 
 @torch.inference_mode()
 def score_pairs(model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, sources: Sequence[str],
-                targets: Sequence[str], device: torch.device, batch_tokens: int = DEFAULT_SCORE_BATCH_TOKENS,
-                max_pieces: int = 250) -> list[tuple[float, int]]:
+                targets: Sequence[str], device: torch.device, batch_tokens: int = DEFAULT_SCORE_BATCH_TOKENS) -> list[tuple[float, int]]:
     """(total log-probability, target tokens incl. EOS) for each pair, in input order.
 
-    Pairs with an empty side score (0.0, 0).
+    Pairs with an empty side score (0.0, 0). Both sides are scored whole, however long.
     """
     model.eval()
-    src_ids = encode_sources(src_tok, sources, max_pieces)
-    tgt_ids = encode_sources(tgt_tok, targets, max_pieces)
+    src_ids = encode_sources(src_tok, sources)
+    tgt_ids = encode_sources(tgt_tok, targets)
     results = [(0.0, 0)] * len(sources)
     todo = [i for i in range(len(sources)) if src_ids[i] and tgt_ids[i]]
     lengths = [max(len(src_ids[i]), len(tgt_ids[i])) for i in todo]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 
@@ -72,15 +72,16 @@ def _to_translation(hyps: list[Hypothesis], src_ids: list[int], src_tok: Tokeniz
     return best
 
 
-def encode_sources(src_tok: Tokenizer, texts: Sequence[str], max_source_pieces: int) -> list[list[int]]:
-    """Source ids per text, cut to `max_source_pieces`; empty or whitespace-only texts give []."""
-    return [src_tok.encode(t.strip())[:max_source_pieces] if t.strip() else [] for t in texts]
+def encode_sources(src_tok: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Source ids per text, whole (never cut: long texts are split into sentences before, see documents.py);
+    empty or whitespace-only texts give []."""
+    return [src_tok.encode(t.strip()) if t.strip() else [] for t in texts]
 
 
 @torch.inference_mode()
 def translate_texts(model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, texts: Sequence[str], *,
                     device: torch.device, options: DecodeConfig = DecodeConfig(),
-                    batch_tokens: int = DEFAULT_BATCH_TOKENS, max_source_pieces: int = 250,
+                    batch_tokens: int = DEFAULT_BATCH_TOKENS,
                     with_attention: bool = False, output_layer: Optional[OutputLayer] = None) -> list[Translation]:
     """Translate in length-sorted batches of at most `batch_tokens` source tokens × beam size; results in input order.
 
@@ -88,7 +89,7 @@ def translate_texts(model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, text
     """
     was_training = model.training
     model.eval()
-    encoded = encode_sources(src_tok, texts, max_source_pieces)
+    encoded = encode_sources(src_tok, texts)
     results = [Translation("", 0.0, [], []) for _ in texts]
     todo = [i for i, ids in enumerate(encoded) if ids]
     source_tokens = max(1, batch_tokens // options.beam_size)
@@ -126,6 +127,11 @@ class Translator:
     def tgt_lang(self) -> str:
         return self.loaded.config.data.tgt_lang
 
+    @property
+    def max_source_pieces(self) -> int:
+        """The longest sentence the model was trained on: longer ones are split before translation."""
+        return self.loaded.config.data.max_length
+
     def options(self, **overrides) -> DecodeConfig:
         """The checkpoint's decoding defaults with `overrides` (None values ignored), validated."""
         settings = self.loaded.config.decode.model_dump()
@@ -142,14 +148,3 @@ class Translator:
                                    device=self.device, options=options or self.options(),
                                    batch_tokens=self.batch_tokens, with_attention=with_attention,
                                    output_layer=self.output_layer)
-
-    def translate_stream(self, lines: Iterable[str], chunk_size: int = 2000, **options) -> Iterator[Translation]:
-        """Translate an arbitrarily long stream in chunks, so memory stays flat."""
-        chunk: list[str] = []
-        for line in lines:
-            chunk.append(line.rstrip("\n"))
-            if len(chunk) >= chunk_size:
-                yield from self.translate(chunk, **options)
-                chunk = []
-        if chunk:
-            yield from self.translate(chunk, **options)

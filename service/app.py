@@ -21,7 +21,8 @@ from service.decoder import DecoderFailed, DecoderProcess
 from service.fairness import translate_in_turns
 from service.metrics import Metrics
 from service.models import ModelRegistry, ServedModel, UnknownLanguagePair, checkpoints_in_folder
-from service.schemas import Alternative, TranslateResponse, TranslationOut, translate_request_model
+from service.schemas import Alternative, SentenceOut, TranslateResponse, TranslationOut, translate_request_model
+from service.translation import Limits, TextResult, TooLarge, plan, translate_texts
 from service.security import AccessGuard
 from service.settings import ServiceSettings
 from service.timeouts import BodyReadTimeout
@@ -65,6 +66,31 @@ class ServiceState:
             return model.translator.options(**overrides)
         except UserError as err:  # shaped like the body's own validation errors, as /openapi.json documents
             raise RequestValidationError([{"type": "value_error", "loc": ("body",), "msg": str(err)}]) from None
+
+    async def translate_request(self, request: Request, texts: list[str], source: Optional[str],
+                                target: Optional[str], *, detect: bool, with_attention: bool = False,
+                                split: bool = True, **overrides) -> list[TextResult]:
+        """Texts translated whole: routed (detected per text with `detect`), split into sentences, reassembled.
+
+        400 for a language pair no model or pivot serves, 413 over the limits counted after splitting."""
+        registry = self.require_models()
+        try:
+            routes = plan(registry, texts, source, target, detect)
+        except UnknownLanguagePair as err:
+            raise HTTPException(400, str(err)) from None
+
+        def options_for(model: ServedModel, last: bool) -> DecodeConfig:
+            return self.decode_options(model, **(overrides if last else {**overrides, "n_best": 1}))
+
+        async def sentences(model: ServedModel, batch: list[str], options: DecodeConfig, attention: bool):
+            return await self.translate(request, model, batch, options, attention)
+
+        limits = Limits(max_chars=self.settings.max_chars, max_sentences=self.settings.max_sentences)
+        try:
+            return await translate_texts(texts, routes, translate=sentences, options_for=options_for, limits=limits,
+                                         with_attention=with_attention, split=split)
+        except TooLarge as err:
+            raise HTTPException(413, str(err)) from None
 
     async def translate(self, request: Request, model: ServedModel, texts: list[str], options: DecodeConfig,
                         with_attention: bool = False) -> list[Translation]:
@@ -173,29 +199,53 @@ def _add_native_routes(app: FastAPI, state: ServiceState) -> None:
     TranslateRequest = translate_request_model(state.settings)
 
     @app.post("/v1/translate", response_model=TranslateResponse, response_model_exclude_none=True,
-              tags=["translation"], summary="translate one sentence or a list")
+              tags=["translation"], summary="translate one text or a list; each text is split into sentences")
     async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:  # type: ignore[valid-type]
         started = time.perf_counter()
         state.guard.check(request)
-        model = state.model_for(body.source, body.target)
-        options = state.decode_options(model, beam_size=body.beam_size, n_best=body.n_best,
-                                       length_penalty=body.length_penalty, max_length_ratio=body.max_length_ratio)
         texts = [body.text] if isinstance(body.text, str) else list(body.text)
-        results = await state.translate(request, model, texts, options, body.return_attention)
+        results = await state.translate_request(
+            request, texts, body.source, body.target, detect=body.source == "auto",
+            with_attention=body.return_attention, split=body.split, beam_size=body.beam_size, n_best=body.n_best,
+            length_penalty=body.length_penalty, max_length_ratio=body.max_length_ratio)
+        first = results[0].route
         return TranslateResponse(
-            model=model.name, source=model.source, target=model.target,
-            translations=[_translation_out(r, body.return_attention, options.n_best > 1) for r in results],
+            model=first.name, source=first.source, target=first.target,
+            translations=[_translation_out(r, first.name, body.return_attention, body.n_best > 1) for r in results],
             elapsed_ms=round(1000 * (time.perf_counter() - started), 2))
 
 
-def _translation_out(t: Translation, with_attention: bool, with_alternatives: bool) -> TranslationOut:
-    out = TranslationOut(text=t.text, score=round(t.score, 4))
-    if with_attention:
-        out.attention = [[round(w, 4) for w in row] for row in t.attention.tolist()] if t.attention is not None else []
-        out.source_pieces, out.target_pieces = t.source_pieces, t.target_pieces
+def _translation_out(result: TextResult, model: str, with_attention: bool, with_alternatives: bool) -> TranslationOut:
+    document = result.translation
+    out = TranslationOut(text=document.text, score=round(document.score, 4),
+                         model=result.route.name if result.route.name != model else None,
+                         warnings=document.notes or None)
+    if result.detected:
+        out.detected_language, out.detected_confidence = result.detected[0].language, result.detected[0].confidence
+    if with_alternatives:
+        out.alternatives = [Alternative(text=a.text, score=round(a.score, 4)) for a in document.alternatives]
+    if len(document.sentences) == 1:
+        out.attention, out.source_pieces, out.target_pieces = _attention(document.sentences[0], with_attention)
+    elif len(document.sentences) > 1:
+        out.sentences = [_sentence_out(source, t, with_attention, with_alternatives)
+                         for source, t in zip(document.source_sentences, document.sentences)]
+    return out
+
+
+def _sentence_out(source: str, t: Translation, with_attention: bool, with_alternatives: bool) -> SentenceOut:
+    out = SentenceOut(source=source, text=t.text, score=round(t.score, 4))
+    out.attention, out.source_pieces, out.target_pieces = _attention(t, with_attention)
     if with_alternatives:
         out.alternatives = [Alternative(text=a.text, score=round(a.score, 4)) for a in t.alternatives]
     return out
+
+
+def _attention(t: Translation, with_attention: bool) -> tuple:
+    """(attention rows, source pieces, target pieces) when asked for, else Nones (left out of the answer)."""
+    if not with_attention:
+        return None, None, None
+    rows = [[round(w, 4) for w in row] for row in t.attention.tolist()] if t.attention is not None else []
+    return rows, t.source_pieces, t.target_pieces
 
 
 # --- errors: a clear 4xx for anything a client sends, in each API's own shape -----------------------

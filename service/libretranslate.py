@@ -6,24 +6,18 @@ Content-Type header even on GET), take `q` as a string or a list, and expect err
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from typing import Any, Optional, Union
 
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from service.models import ServedModel
+from service.detection import Detection, rank_languages
 
 
 class TranslateAnswer(BaseModel):
     translatedText: Union[str, list[str]]
     detectedLanguage: Optional[Union[dict, list[dict]]] = None
     alternatives: Optional[Union[list[str], list[list[str]]]] = None
-
-
-class Detection(BaseModel):
-    confidence: float = Field(description="0 to 100")
-    language: str
 
 
 class Language(BaseModel):
@@ -54,7 +48,7 @@ async def read_fields(request: Request) -> dict[str, Any]:
     return fields
 
 
-def _texts(fields: dict[str, Any], max_sentences: int, max_chars: int) -> tuple[list[str], bool]:
+def _texts(fields: dict[str, Any], max_texts: int) -> tuple[list[str], bool]:
     """q as a list of strings, and whether it came as a list."""
     q = fields.get("q")
     if q is None:
@@ -65,29 +59,13 @@ def _texts(fields: dict[str, Any], max_sentences: int, max_chars: int) -> tuple[
         raise HTTPException(400, "invalid request: q must be a string or a list of strings")
     if not texts:
         raise HTTPException(400, "invalid request: q is an empty list")
-    if len(texts) > max_sentences:
-        raise HTTPException(400, f"invalid request: at most {max_sentences} texts per request")
-    if any(len(t) > max_chars for t in texts):
-        raise HTTPException(400, f"invalid request: each text may have at most {max_chars} characters")
+    if len(texts) > max_texts:
+        raise HTTPException(400, f"invalid request: at most {max_texts} texts per request")
     return texts, as_list
 
 
-@lru_cache(maxsize=1)
-def _identifier():
-    from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
-
-    return LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)
-
-
-def detect_language(text: str, candidates: list[str]) -> Detection:
-    """The most likely of `candidates` (py3langid, restricted to them)."""
-    if len(candidates) == 1:
-        return Detection(confidence=100.0, language=candidates[0])
-    ranked = _identifier().rank(text)
-    scores = {lang: score for lang, score in ranked if lang in candidates}
-    total = sum(scores.values()) or 1.0
-    language = max(candidates, key=lambda lang: scores.get(lang, 0.0))
-    return Detection(confidence=round(100 * scores.get(language, 0.0) / total, 1), language=language)
+def _one_or_list(values: list, as_list: bool):
+    return values if as_list else values[0]
 
 
 def add_libretranslate_routes(app: FastAPI, state) -> None:
@@ -98,28 +76,27 @@ def add_libretranslate_routes(app: FastAPI, state) -> None:
     async def translate(request: Request) -> TranslateAnswer:
         fields = await read_fields(request)
         state.guard.check(request, fields.get("api_key"))
-        texts, as_list = _texts(fields, limits.max_sentences, limits.max_chars)
+        texts, as_list = _texts(fields, limits.max_texts)
         if fields.get("format", "text") not in ("text", "html"):
             raise HTTPException(400, "invalid request: format must be 'text' or 'html'")
         if fields.get("format") == "html":
             raise HTTPException(400, "format 'html' is not supported by this server; send plain text")
-        registry = state.require_models()
-        source, detected = fields.get("source") or "auto", None
-        if source == "auto":
-            candidates = [m.source for m in registry.models if fields.get("target") in (None, m.target)]
-            detections = [detect_language(t, candidates or registry.source_languages) for t in texts]
-            detected = [d.model_dump() for d in detections] if as_list else detections[0].model_dump()
-            source = detections[0].language
-        model: ServedModel = state.model_for(source, fields.get("target"))
         alternatives = _int_field(fields, "alternatives", 0, limits.max_beam_size - 1)
-        options = state.decode_options(model, n_best=alternatives + 1,
-                                       beam_size=max(alternatives + 1, model.translator.loaded.config.decode.beam_size))
-        results = await state.translate(request, model, texts, options)
-        answer = TranslateAnswer(translatedText=[r.text for r in results] if as_list else results[0].text,
-                                 detectedLanguage=detected)
+        try:
+            results = await state.translate_request(
+                request, texts, fields.get("source") or "auto", fields.get("target"), detect=True,
+                n_best=alternatives + 1, beam_size=max(alternatives + 1, _default_beam(state)) if alternatives else None)
+        except HTTPException as err:
+            if err.status_code != 413:
+                raise
+            raise HTTPException(400, f"invalid request: {err.detail}") from None  # LibreTranslate says 400
+        answer = TranslateAnswer(translatedText=_one_or_list([r.translation.text for r in results], as_list))
+        if any(r.detected for r in results):
+            answer.detectedLanguage = _one_or_list([r.detected[0].model_dump() if r.detected else None
+                                                    for r in results], as_list)
         if alternatives:
-            alts = [[a.text for a in r.alternatives] for r in results]
-            answer.alternatives = alts if as_list else alts[0]
+            answer.alternatives = _one_or_list([[a.text for a in r.translation.alternatives] for r in results],
+                                               as_list)
         return answer
 
     async def languages() -> list[dict]:
@@ -130,13 +107,16 @@ def add_libretranslate_routes(app: FastAPI, state) -> None:
                           tags=["libretranslate"], summary="languages and the targets each translates into",
                           operation_id=f"languages_{method.lower()}")
 
-    @app.post("/detect", response_model=list[Detection], tags=["libretranslate"],
-              summary="identify the language among the served source languages")
-    async def detect(request: Request) -> list[Detection]:
+    @app.post("/detect", response_model=Union[list[Detection], list[list[Detection]]], tags=["libretranslate"],
+              summary="the languages the service knows, most likely first (per text when q is a list)")
+    async def detect(request: Request) -> list:
         fields = await read_fields(request)
         state.guard.check(request, fields.get("api_key"))
-        texts, _ = _texts(fields, limits.max_sentences, limits.max_chars)
-        return [detect_language(" ".join(texts), state.require_models().source_languages)]
+        texts, as_list = _texts(fields, limits.max_texts)
+        if sum(len(t) for t in texts) > limits.max_chars:
+            raise HTTPException(400, f"invalid request: at most {limits.max_chars} characters per request")
+        known = state.require_models().known_languages
+        return _one_or_list([rank_languages(text, known) for text in texts], as_list)
 
     @app.get("/frontend/settings", tags=["libretranslate"], summary="settings LibreTranslate front ends read")
     async def frontend_settings() -> dict:
@@ -145,6 +125,11 @@ def add_libretranslate_routes(app: FastAPI, state) -> None:
         return {"charLimit": limits.max_chars, "frontendTimeout": int(limits.request_timeout_s * 1000),
                 "apiKeys": bool(limits.api_keys), "keyRequired": bool(limits.api_keys), "suggestions": False,
                 "supportedFilesFormat": [], "language": {"source": {"code": first.source}, "target": {"code": first.target}}}
+
+
+def _default_beam(state) -> int:
+    """The served models' smallest default beam (LibreTranslate requests cannot choose one)."""
+    return min(m.translator.loaded.config.decode.beam_size for m in state.require_models().models)
 
 
 def _int_field(fields: dict, name: str, low: int, high: int) -> int:

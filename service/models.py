@@ -29,6 +29,20 @@ class UnknownLanguagePair(LookupError):
     pass
 
 
+@dataclass(frozen=True)
+class Route:
+    """How a text goes from `source` to `target`: no model (the same language), one, or two through a pivot."""
+
+    source: str
+    target: str
+    hops: tuple[ServedModel, ...]
+
+    @property
+    def name(self) -> str:
+        """'de-en', 'de-en-fr' through English, or 'de-de' for the identity."""
+        return "-".join([self.source] + [hop.target for hop in self.hops]) if self.hops else f"{self.source}-{self.target}"
+
+
 def checkpoints_in_folder(folder: str | Path) -> list[Path]:
     """What a mounted model folder serves: its best.pt if there is one (a run's checkpoints/ folder),
     else every *.pt in it, plus each subfolder's best.pt."""
@@ -78,12 +92,40 @@ class ModelRegistry:
             raise UnknownLanguagePair(f"no model translates {source or '?'}-{target or '?'}; served: {pairs}")
         raise UnknownLanguagePair(f"several models fit {source or '?'}-{target or '?'}; give source and target ({pairs})")
 
+    def route(self, source: str, target: str) -> Route:
+        """The same language, a served model, or two chained through a common language (de→en→fr)."""
+        if source == target:
+            return Route(source, target, ())
+        if (source, target) in self.by_pair:
+            return Route(source, target, (self.by_pair[source, target],))
+        for pivot in self.known_languages:
+            if (source, pivot) in self.by_pair and (pivot, target) in self.by_pair:
+                return Route(source, target, (self.by_pair[source, pivot], self.by_pair[pivot, target]))
+        pairs = ", ".join(f"{m.source}-{m.target}" for m in self.models)
+        raise UnknownLanguagePair(f"no model translates {source}-{target}, directly or through a common language; "
+                                  f"served: {pairs}")
+
+    def targets_of(self, source: str) -> list[str]:
+        """Every language `source` translates into, directly or through a pivot."""
+        reachable = set()
+        for target in self.known_languages:
+            try:
+                if target != source and self.route(source, target):
+                    reachable.add(target)
+            except UnknownLanguagePair:
+                pass
+        return sorted(reachable)
+
     @property
     def source_languages(self) -> list[str]:
         return sorted({m.source for m in self.models})
 
+    @property
+    def known_languages(self) -> list[str]:
+        """Every language the service reads or writes."""
+        return sorted({m.source for m in self.models} | {m.target for m in self.models})
+
     def languages(self) -> list[dict]:
         """LibreTranslate's /languages shape: every language with the targets it translates into."""
-        codes = sorted({m.source for m in self.models} | {m.target for m in self.models})
-        return [{"code": code, "name": LANGUAGE_NAMES.get(code, code),
-                 "targets": sorted(m.target for m in self.models if m.source == code)} for code in codes]
+        return [{"code": code, "name": LANGUAGE_NAMES.get(code, code), "targets": self.targets_of(code)}
+                for code in self.known_languages]

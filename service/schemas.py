@@ -13,7 +13,8 @@ class Alternative(BaseModel):
     score: float
 
 
-class TranslationOut(BaseModel):
+class SentenceOut(BaseModel):
+    source: str = Field(description="the sentence as cut from the text")
     text: str
     score: float = Field(description="log-probability divided by the length penalty")
     attention: Optional[list[list[float]]] = Field(
@@ -21,6 +22,24 @@ class TranslationOut(BaseModel):
     source_pieces: Optional[list[str]] = None
     target_pieces: Optional[list[str]] = None
     alternatives: Optional[list[Alternative]] = None
+
+
+class TranslationOut(BaseModel):
+    text: str = Field(description="the whole text translated, with its own whitespace and line breaks")
+    score: float = Field(description="log-probability divided by the length penalty (of several sentences: the mean)")
+    attention: Optional[list[list[float]]] = Field(
+        default=None, description="one-sentence texts: rows target pieces then </s>, columns source pieces then </s>")
+    source_pieces: Optional[list[str]] = None
+    target_pieces: Optional[list[str]] = None
+    alternatives: Optional[list[Alternative]] = None
+    sentences: Optional[list[SentenceOut]] = Field(
+        default=None, description="texts of more than one sentence: each sentence's translation, in order")
+    model: Optional[str] = Field(default=None, description="the route when it differs from the response's: "
+                                 "'de-en', 'de-en-fr' through English, 'en-en' for a text already in the target")
+    detected_language: Optional[str] = Field(default=None, description="with source 'auto'")
+    detected_confidence: Optional[float] = None
+    warnings: Optional[list[str]] = Field(default=None, description="what was done that changes the translation, "
+                                          "such as a sentence too long for the model translated in parts")
 
 
 class TranslateResponse(BaseModel):
@@ -32,16 +51,18 @@ class TranslateResponse(BaseModel):
 
 
 def translate_request_model(settings: ServiceSettings) -> type[BaseModel]:
-    """The POST /v1/translate body, with this deployment's limits."""
-    Sentence = Annotated[str, StringConstraints(max_length=settings.max_chars)]
-    Sentences = Annotated[list[Sentence], Field(min_length=1, max_length=settings.max_sentences)]
+    """The POST /v1/translate body, with this deployment's limits (characters and sentences: 413 beyond them)."""
+    Text = Annotated[str, StringConstraints(max_length=settings.max_chars)]
+    Texts = Annotated[list[Text], Field(min_length=1, max_length=settings.max_texts)]
 
     class TranslateRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", json_schema_extra={
             "examples": [{"text": "Ein Hund läuft über die Wiese.", "source": "de", "target": "en", "beam_size": 5}]})
 
-        text: Union[Sentence, Sentences] = Field(description="one sentence, or a list translated in order")
-        source: Optional[str] = Field(default=None, max_length=16, description="optional when one model is served")
+        text: Union[Text, Texts] = Field(description="one text, or a list translated in order; each text is "
+                                         "split into sentences (see `split`) and comes back whole")
+        source: Optional[str] = Field(default=None, max_length=16, description="optional when one model is served; "
+                                      "'auto': detected per text")
         target: Optional[str] = Field(default=None, max_length=16)
         beam_size: Optional[int] = Field(default=None, ge=1, le=settings.max_beam_size,
                                          description="1 is greedy; default: the model's")
@@ -49,5 +70,6 @@ def translate_request_model(settings: ServiceSettings) -> type[BaseModel]:
         length_penalty: Optional[float] = Field(default=None, ge=0, le=5)
         max_length_ratio: Optional[float] = Field(default=None, gt=0, le=10)
         return_attention: bool = False
+        split: bool = Field(default=True, description="split texts into sentences (false: each text is one sentence)")
 
     return TranslateRequest

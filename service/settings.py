@@ -27,14 +27,16 @@ class ServiceSettings(BaseModel):
     quantize: Optional[Literal["int8", "bf16"]] = Field(default=None, description="int8 dynamic quantization "
                                                         "(CPU only) or bf16 products, as `translate --quantize`")
     # Request limits: all visible in /openapi.json through the request schemas.
-    max_sentences: int = Field(default=64, gt=0, description="sentences per request")
-    max_chars: int = Field(default=2000, gt=0, description="characters per sentence")
+    max_texts: int = Field(default=64, gt=0, description="texts (strings) per request")
+    max_sentences: int = Field(default=256, gt=0, description="sentences per request, counted after splitting "
+                               "the texts into sentences")
+    max_chars: int = Field(default=20_000, gt=0, description="characters per request, all texts together")
     max_beam_size: int = Field(default=10, gt=0)
     max_body_bytes: int = Field(default=1_000_000, gt=0, description="larger bodies get 413 before parsing")
     # Dynamic batching.
     batch_wait_ms: float = Field(default=5.0, ge=0, description="how long to gather concurrent requests")
     batch_max_tokens: int = Field(default=6000, gt=0, description="source tokens × beam size per decoding batch")
-    queue_sentences: int = Field(default=2048, gt=0, description="sentences waiting at most; beyond, 503")
+    queue_sentences: int = Field(default=4096, gt=0, description="sentences waiting at most; beyond, 503")
     request_timeout_s: float = Field(default=30.0, gt=0)
     body_timeout_s: float = Field(default=10.0, gt=0, description="a request body must arrive within this, else 408")
     # Access control, off by default.

@@ -1,0 +1,126 @@
+"""Segmentation: a text cut into the sentences the model translates, with the exact text between them kept,
+so that translations are put back with the original whitespace and line breaks (`Segmented.join`).
+
+A text is cut into paragraphs at line breaks, each paragraph into sentences by sentencex (Wikimedia's
+sentence segmenter; chosen on accuracy, speed and size in BENCHMARKS.md, "Sentence segmentation"), and a
+sentence longer than the model handles well into parts at clause punctuation, then between words.
+Nothing is ever dropped: every character of the text is in a sentence or in a gap.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+from sentencex import get_sentence_boundaries
+
+Span = tuple[int, int]  # [start, end) character offsets into the text
+
+_LINE = re.compile(r"[^\n]+")
+_CONTENT = re.compile(r"\S(?:.*\S)?", re.DOTALL)  # a span without its leading and trailing whitespace
+_CLAUSE_END = re.compile(r"[,;:](?=\s)|\s(?=[–—-]\s)")  # after , ; : or before a free-standing dash
+_WORD = re.compile(r"\S+")
+# sentencex ends a sentence before a closing quote that follows its full stop ('... Gott." Und'): the quote
+# belongs to the sentence before it.
+_CLOSING = "\"'”’»«)]"
+
+
+@dataclass
+class Segmented:
+    """A text as gaps[0] sentences[0] gaps[1] ... sentences[n-1] gaps[n]; `notes` say what was split further."""
+
+    sentences: list[str]
+    gaps: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    def join(self, translations: Sequence[str]) -> str:
+        """The text with each sentence replaced by its translation."""
+        if len(translations) != len(self.sentences):
+            raise ValueError(f"{len(translations)} translations for {len(self.sentences)} sentences")
+        parts = [self.gaps[0]]
+        for translation, gap in zip(translations, self.gaps[1:]):
+            parts += [translation, gap]
+        return "".join(parts)
+
+
+def whole(text: str) -> Segmented:
+    """The text as one sentence (corpora already one sentence per line); whitespace-only text has none."""
+    if not text.strip():
+        return Segmented([], [text])
+    return Segmented([text], ["", ""])
+
+
+def segment(text: str, language: str, fits: Optional[Callable[[str], bool]] = None,
+            limit_name: str = "the model's length limit") -> Segmented:
+    """Paragraphs at line breaks, sentences within them; any sentence for which `fits` is false is cut further."""
+    spans: list[Span] = []
+    notes: list[str] = []
+    for line in _LINE.finditer(text):
+        for start, end in _sentences(text, line.start(), line.end(), language):
+            if fits is None or fits(text[start:end]):
+                spans.append((start, end))
+                continue
+            parts = _split_long(text, start, end, fits)
+            notes.append(f"a sentence of {end - start} characters, over {limit_name}, was translated in "
+                         f"{len(parts)} parts cut at clause punctuation or between words")
+            spans += parts
+    gaps = [text[a:b] for a, b in zip([0] + [e for _, e in spans], [s for s, _ in spans] + [len(text)])]
+    return Segmented([text[s:e] for s, e in spans], gaps, notes)
+
+
+def _sentences(text: str, start: int, end: int, language: str) -> list[Span]:
+    """The sentences of text[start:end] (one paragraph) as spans without surrounding whitespace."""
+    spans: list[Span] = []
+    for boundary in get_sentence_boundaries(language, text[start:end]):
+        span = _strip(text, start + boundary["start_index"], start + boundary["end_index"])
+        if span is None:
+            continue
+        if spans and spans[-1][1] == span[0] and text[span[0]] in _CLOSING:
+            closing = span[0] + 1  # glue a closing quote onto the sentence it ends
+            spans[-1] = (spans[-1][0], closing)
+            span = _strip(text, closing, span[1])
+            if span is None:
+                continue
+        spans.append(span)
+    return spans
+
+
+def _strip(text: str, start: int, end: int) -> Optional[Span]:
+    match = _CONTENT.search(text, start, end)
+    return (match.start(), match.end()) if match else None
+
+
+def _split_long(text: str, start: int, end: int, fits: Callable[[str], bool]) -> list[Span]:
+    """text[start:end] in consecutive parts that fit: whole clauses where possible, else runs of words,
+    else pieces of a word."""
+    cuts = [m.end() for m in _CLAUSE_END.finditer(text, start, end)]
+    clauses = [s for s in (_strip(text, a, b) for a, b in zip([start] + cuts, cuts + [end])) if s]
+    parts: list[Span] = []
+    for clause in _pack(text, clauses, fits):
+        if fits(text[clause[0]:clause[1]]):
+            parts.append(clause)
+            continue
+        words = [(m.start(), m.end()) for m in _WORD.finditer(text, *clause)]
+        for run in _pack(text, words, fits):
+            parts += [run] if fits(text[run[0]:run[1]]) else _halves(text, run, fits)
+    return parts
+
+
+def _pack(text: str, units: list[Span], fits: Callable[[str], bool]) -> list[Span]:
+    """Consecutive units merged greedily while the merged span still fits; a unit too long alone stays alone."""
+    packed: list[Span] = []
+    for unit in units:
+        if packed and fits(text[packed[-1][0]:unit[1]]):
+            packed[-1] = (packed[-1][0], unit[1])
+        else:
+            packed.append(unit)
+    return packed
+
+
+def _halves(text: str, span: Span, fits: Callable[[str], bool]) -> list[Span]:
+    """A span with no spaces in it (a very long word) cut in halves until each fits."""
+    start, end = span
+    if end - start <= 1 or fits(text[start:end]):
+        return [span]
+    middle = (start + end) // 2
+    return _halves(text, (start, middle), fits) + _halves(text, (middle, end), fits)
