@@ -14,6 +14,8 @@ from typing import Callable, Optional, Sequence
 
 from sentencex import get_sentence_boundaries
 
+from seq2seq.tokenizer import clean_text
+
 Span = tuple[int, int]  # [start, end) character offsets into the text
 
 _LINE = re.compile(r"[^\n]+")
@@ -52,7 +54,10 @@ def whole(text: str) -> Segmented:
 
 def segment(text: str, language: str, fits: Optional[Callable[[str], bool]] = None,
             limit_name: str = "the model's length limit") -> Segmented:
-    """Paragraphs at line breaks, sentences within them; any sentence for which `fits` is false is cut further."""
+    """Paragraphs at line breaks, sentences within them; any sentence for which `fits` is false is cut further.
+
+    Lone surrogates (valid in a str, not in UTF-8) become U+FFFD first, as the tokenizer would make them."""
+    text = clean_text(text)
     spans: list[Span] = []
     notes: list[str] = []
     for line in _LINE.finditer(text):

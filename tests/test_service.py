@@ -117,7 +117,7 @@ def test_oversized_body_gets_413_before_parsing(registry):
 
 
 def test_full_queue_answers_503_with_retry_after(registry):
-    with client_for(registry, queue_sentences=64) as c:
+    with client_for(registry, queue_sentences=64, max_sentences=64) as c:
         batcher = c.app.state.service.batcher
         batcher.admit(62)  # other requests hold all but two places
         try:
@@ -136,7 +136,7 @@ def test_a_request_split_into_turns_is_admitted_whole(registry):
     def decoded_sentences() -> float:
         return _metric(c.get("/metrics").text, "seq2seq_batch_sentences_sum")
 
-    with client_for(registry, queue_sentences=64, batch_max_tokens=1) as c:
+    with client_for(registry, queue_sentences=64, max_sentences=64, batch_max_tokens=1) as c:
         batcher = c.app.state.service.batcher
         batcher.admit(64 - len(SENTENCES) + 1)
         try:
