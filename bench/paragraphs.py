@@ -6,7 +6,7 @@ references, so the BLEU difference is what segmentation and reassembly cost. Cap
 stop are given one (on both sides, counted in the report): a paragraph of unpunctuated captions has no
 sentence boundary for any segmenter to find. Sentences/s is wall time over all sentences.
 
-    .venv/bin/python -m bench.paragraphs --checkpoint runs/quickstart/checkpoints/best.pt [--repeats 3]
+    .venv/bin/python -m bench.paragraphs --checkpoint runs/quickstart/checkpoints/best.pt [--repeats 3] [--as-is]
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def through_service(url: str, texts: list[str], per_request: int) -> tuple[list[
     return out, time.perf_counter() - started
 
 
-def run(checkpoint: str, ks: list[int], repeats: int) -> list[dict]:
+def run(checkpoint: str, ks: list[int], repeats: int, as_is: bool = False) -> list[dict]:
     from service.app import create_app, load_registry
     from service.settings import ServiceSettings
     from tests.conftest import serve_in_thread
@@ -72,6 +72,8 @@ def run(checkpoint: str, ks: list[int], repeats: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp, serve_in_thread(create_app(settings, load_registry(settings))) as url:
         for name, prefix in SETS.items():
             src, added = punctuated(read_lines(DATA / f"{prefix}.de.gz"))
+            if as_is:
+                src, added = read_lines(DATA / f"{prefix}.de.gz"), 0
             ref = read_lines(DATA / f"{prefix}.en.gz")
             for path in ("cli", "service"):
                 for k in [1, *ks]:
@@ -112,8 +114,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--k", type=int, action="append", help="paragraph sizes (default 3 and 6)")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per cell; the median is reported")
+    parser.add_argument("--as-is", action="store_true", help="join the captions as they are, unpunctuated ones too")
     args = parser.parse_args()
-    rows = run(args.checkpoint, args.k or [3, 6], args.repeats)
+    rows = run(args.checkpoint, args.k or [3, 6], args.repeats, args.as_is)
     results = Path(__file__).parent / "results"
     results.mkdir(exist_ok=True)
     (results / f"paragraphs-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(rows, indent=1))

@@ -25,6 +25,10 @@ _WORD = re.compile(r"\S+")
 # sentencex ends a sentence before a closing quote that follows its full stop ('... Gott." Und'): the quote
 # belongs to the sentence before it.
 _CLOSING = "\"'”’»«)]"
+# sentencex never ends a sentence before one that starts with a number ('... Landschaft. 2 blonde Mädchen'):
+# split there when the full stop follows a word of 4+ lowercase letters (not an abbreviation such as usw.,
+# nor an ordinal such as 'am 3. Mai') and the number is a count (not '2.' or '2,5').
+_BEFORE_NUMBER = re.compile(r"(?<=[^\W\d_A-Z]{4}[.!?])\s+(?=\d+\s)")
 
 
 @dataclass
@@ -86,8 +90,16 @@ def _sentences(text: str, start: int, end: int, language: str) -> list[Span]:
             span = _strip(text, closing, span[1])
             if span is None:
                 continue
-        spans.append(span)
+        spans += _split_before_numbers(text, span)
     return spans
+
+
+def _split_before_numbers(text: str, span: Span) -> list[Span]:
+    spans, start = [], span[0]
+    for gap in _BEFORE_NUMBER.finditer(text, span[0], span[1]):
+        spans.append((start, gap.start()))
+        start = gap.end()
+    return spans + [(start, span[1])]
 
 
 def _strip(text: str, start: int, end: int) -> Optional[Span]:

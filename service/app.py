@@ -54,12 +54,6 @@ class ServiceState:
             raise HTTPException(503, "models are still loading", headers={"Retry-After": "5"})
         return self.registry
 
-    def model_for(self, source: Optional[str], target: Optional[str]) -> ServedModel:
-        try:
-            return self.require_models().resolve(source, target)
-        except UnknownLanguagePair as err:
-            raise HTTPException(400, str(err)) from None
-
     def decode_options(self, model: ServedModel, **overrides) -> DecodeConfig:
         """The model's decoding defaults with the request's overrides; 422 when they do not fit together."""
         try:

@@ -9,7 +9,7 @@ import json
 from typing import Any, Optional, Union
 
 from fastapi import FastAPI, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from service.detection import Detection, rank_languages
 

@@ -24,6 +24,8 @@ def test_segmentation_keeps_sentences_order_and_every_character():
     assert parts.sentences == ['Er sagte: "Ich bin da."', "Und dann?", "Am 3. Mai kam er.", "Neu hier?", "Ja!"]
     assert parts.join(parts.sentences) == text
     assert parts.gaps[3] == "\r\n\n\t"  # the line breaks and indentation between paragraphs, exactly
+    assert segment("Sie fahren durch eine Landschaft. 2 blonde Mädchen sitzen. Am 3. Mai.", "de").sentences == [
+        "Sie fahren durch eine Landschaft.", "2 blonde Mädchen sitzen.", "Am 3. Mai."]  # a count, not an ordinal
     assert parts.join(["<s>"] * 5) == "  <s> <s> <s>\r\n\n\t<s> <s>  \n"
 
 
