@@ -32,15 +32,17 @@ class DocumentTranslation:
 
 
 def segment_texts(texts: Sequence[str], language: str, tokenizer: Tokenizer, max_pieces: int,
-                  split: bool = True) -> list[Segmented]:
-    """Each text's sentences; with `split` false each non-blank text is one sentence, as it is."""
-    if not split:
-        return [whole(text) for text in texts]
-
+                  split: bool = True, cut_long: bool = True) -> list[Segmented]:
+    """Each text's sentences, any longer than `max_pieces` cut in parts (unless `cut_long` is false); with
+    `split` false each non-blank text is one sentence."""
     def fits(sentence: str) -> bool:
         return len(tokenizer.encode(sentence)) <= max_pieces
 
-    return [segment(text, language, fits, f"{max_pieces} pieces (the longest sentence trained on)") for text in texts]
+    limit = f"{max_pieces} pieces (the longest sentence trained on)"
+    check = fits if cut_long else None
+    if not split:
+        return [whole(text, check, limit) for text in texts]
+    return [segment(text, language, check, limit) for text in texts]
 
 
 def sentences_of(segmented: Sequence[Segmented]) -> list[str]:
@@ -78,9 +80,10 @@ def _mean(values: Sequence[float]) -> float:
 
 def translate_documents(translator: Translator, texts: Sequence[str], options: Optional[DecodeConfig] = None,
                         with_attention: bool = False, split: bool = True) -> list[DocumentTranslation]:
-    """Translate whole texts: all their sentences in one batch, each text put back together."""
+    """Translate whole texts: all their sentences in one batch, each text put back together. Without `split`
+    each line is translated whole, however long (the user's own corpus, on the user's own machine)."""
     segmented = segment_texts(texts, translator.src_lang, translator.loaded.src_tokenizer,
-                              translator.max_source_pieces, split)
+                              translator.max_source_pieces, split, cut_long=split)
     return assemble(segmented, translator.translate(sentences_of(segmented), options, with_attention))
 
 

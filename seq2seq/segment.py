@@ -49,11 +49,14 @@ class Segmented:
         return "".join(parts)
 
 
-def whole(text: str) -> Segmented:
-    """The text as one sentence (corpora already one sentence per line); whitespace-only text has none."""
-    if not text.strip():
+def whole(text: str, fits: Optional[Callable[[str], bool]] = None, limit_name: str = "the model's length limit") -> Segmented:
+    """The text as one sentence (corpora already one sentence per line), cut only where `fits` is false;
+    whitespace-only text has none."""
+    span = _strip(text, 0, len(text))
+    if span is None:
         return Segmented([], [text])
-    return Segmented([text], ["", ""])
+    notes: list[str] = []
+    return _with_gaps(text, _cut_if_long(text, span, fits, limit_name, notes), notes)
 
 
 def segment(text: str, language: str, fits: Optional[Callable[[str], bool]] = None,
@@ -65,16 +68,26 @@ def segment(text: str, language: str, fits: Optional[Callable[[str], bool]] = No
     spans: list[Span] = []
     notes: list[str] = []
     for line in _LINE.finditer(text):
-        for start, end in _sentences(text, line.start(), line.end(), language):
-            if fits is None or fits(text[start:end]):
-                spans.append((start, end))
-                continue
-            parts = _split_long(text, start, end, fits)
-            notes.append(f"a sentence of {end - start} characters, over {limit_name}, was translated in "
-                         f"{len(parts)} parts cut at clause punctuation or between words")
-            spans += parts
+        for sentence in _sentences(text, line.start(), line.end(), language):
+            spans += _cut_if_long(text, sentence, fits, limit_name, notes)
+    return _with_gaps(text, spans, notes)
+
+
+def _with_gaps(text: str, spans: list[Span], notes: list[str]) -> Segmented:
     gaps = [text[a:b] for a, b in zip([0] + [e for _, e in spans], [s for s, _ in spans] + [len(text)])]
     return Segmented([text[s:e] for s, e in spans], gaps, notes)
+
+
+def _cut_if_long(text: str, span: Span, fits: Optional[Callable[[str], bool]], limit_name: str,
+                 notes: list[str]) -> list[Span]:
+    """The sentence as it is if it fits, else its parts (and a note saying so)."""
+    start, end = span
+    if fits is None or fits(text[start:end]):
+        return [span]
+    parts = _split_long(text, start, end, fits)
+    notes.append(f"a sentence of {end - start} characters, over {limit_name}, was translated in "
+                 f"{len(parts)} parts cut at clause punctuation or between words")
+    return parts
 
 
 def _sentences(text: str, start: int, end: int, language: str) -> list[Span]:

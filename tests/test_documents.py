@@ -51,6 +51,17 @@ def test_paragraphs_translate_as_their_sentences_do(checkpoint):
     assert len(unsplit.sentences) == 1  # --no-split: the line is one sentence, as it is
 
 
+def test_the_service_never_hands_the_model_a_sentence_over_its_limit(registry):
+    """split: false keeps a text one sentence, but one longer than the model's limit is still cut in parts
+    (with a warning), so a single request cannot make the decoder run for thousands of steps."""
+    long_text = "Ein Hund läuft über die Wiese, und eine Frau liest ein Buch, " * 30
+    with TestClient(create_app(ServiceSettings(), registry)) as client:
+        body = client.post("/v1/translate", json={"text": long_text, "split": False, "beam_size": 1}).json()
+        translation = body["translations"][0]
+        assert len(translation["sentences"]) > 1 and "parts" in translation["warnings"][0]
+        assert "".join(s["source"] for s in translation["sentences"]).replace(" ", "") == long_text.replace(" ", "")
+
+
 def test_cli_native_and_libretranslate_agree_on_a_paragraph(checkpoint, tmp_path):
     paragraph = f"{SENTENCES[0]} {SENTENCES[1]} {SENTENCES[2]}"
     cli = run_cli("translate", "--checkpoint", checkpoint, "--beam-size", "3", stdin=paragraph + "\n" + SENTENCES[3] + "\n")

@@ -111,22 +111,29 @@ def test_overload_sheds_fast_503s_keeps_health_and_recovers(server, greedy):
     assert after.percentile(200, 0.95) < 2.0, after.summary()
 
 
+def _queued(url: str) -> float:
+    metrics = httpx.get(url + "/metrics", timeout=30).text
+    return next(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("seq2seq_queue_sentences "))
+
+
 def test_one_huge_request_does_not_stall_the_others(server, greedy):
-    """64 sentences of 2,000 characters at beam 10 beside small requests: it is decoded in turns of one
-    batch, so the small ones keep being answered, each waiting about one turn, not the whole request."""
-    long_sentence = ("Ein Mann mit einem roten Hut fährt mit dem Fahrrad durch die Stadt, und ein Hund läuft "
-                     "hinterher. " * 25)[:2000]
+    """10 texts of 2,000 characters (210 sentences once split, the most that the default max_chars allows) at
+    beam 10 beside small requests: it is decoded in turns of one batch, so the small ones keep being answered,
+    each waiting about one turn, not the whole request."""
+    long_sentence = ("Ein alter Mann mit einem roten Hut und einer blauen Jacke fährt am Morgen mit dem Fahrrad "
+                     "durch die Stadt, und ein kleiner Hund läuft hinterher. " * 20)[:2000]
     answers: dict = {}
 
     def send_huge():
         started = time.perf_counter()
-        response = httpx.post(server.url + "/v1/translate", json={"text": [long_sentence] * 64, "beam_size": 10},
+        response = httpx.post(server.url + "/v1/translate", json={"text": [long_sentence] * 10, "beam_size": 10},
                               timeout=300)
         answers["huge"] = (response, time.perf_counter() - started)
 
     huge = threading.Thread(target=send_huge)
     huge.start()
-    time.sleep(0.5)  # the huge request is being decoded
+    while huge.is_alive() and _queued(server.url) == 0:  # until the huge request is admitted
+        pass
     latencies = []
     with httpx.Client(base_url=server.url, timeout=300) as http:
         while huge.is_alive():
@@ -138,7 +145,7 @@ def test_one_huge_request_does_not_stall_the_others(server, greedy):
     response, huge_seconds = answers["huge"]
     print(f"huge request {huge_seconds:.1f} s; {len(latencies)} small requests beside it: "
           f"median {sorted(latencies)[len(latencies) // 2]:.2f} s, max {max(latencies):.2f} s")
-    assert response.status_code == 200 and len(response.json()["translations"]) == 64
+    assert response.status_code == 200 and len(response.json()["translations"]) == 10
     assert len(set(t["text"] for t in response.json()["translations"])) == 1  # the same sentence, the same answer
     assert len(latencies) >= 5, "small requests waited for the whole huge one"
     assert max(latencies) < huge_seconds / 4
