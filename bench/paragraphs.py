@@ -4,7 +4,8 @@ the CLI and through the service's /translate, against the same sentences one per
 Both sides are scored on the same units: the line-by-line output is joined into the same paragraphs as the
 references, so the BLEU difference is what segmentation and reassembly cost. Captions without a final full
 stop are given one (on both sides, counted in the report): a paragraph of unpunctuated captions has no
-sentence boundary for any segmenter to find. Sentences/s is wall time over all sentences.
+sentence boundary for any segmenter to find. Sentences/s is wall time over all sentences, the median of the
+repeats; within each repeat the line-by-line run and the paragraph runs alternate.
 
     .venv/bin/python -m bench.paragraphs --checkpoint runs/quickstart/checkpoints/best.pt [--repeats 3] [--as-is]
 """
@@ -76,16 +77,18 @@ def run(checkpoint: str, ks: list[int], repeats: int, as_is: bool = False) -> li
                 src, added = read_lines(DATA / f"{prefix}.de.gz"), 0
             ref = read_lines(DATA / f"{prefix}.en.gz")
             for path in ("cli", "service"):
-                for k in [1, *ks]:
-                    texts = paragraphs(src, k) if k > 1 else src
-                    times, hyps = [], []
-                    for _ in range(repeats):
-                        hyps, seconds = (through_cli(checkpoint, texts, k > 1, Path(tmp)) if path == "cli"
-                                         else through_service(url, texts, max(1, REQUEST_SENTENCES // k)))
-                        times.append(seconds)
+                inputs = {k: paragraphs(src, k) if k > 1 else src for k in [1, *ks]}
+                times: dict[int, list[float]] = {k: [] for k in inputs}
+                hyps: dict[int, list[str]] = {}
+                for _ in range(repeats):  # the sizes alternate within each repeat, so they share the machine's mood
+                    for k, texts in inputs.items():
+                        hyps[k], seconds = (through_cli(checkpoint, texts, k > 1, Path(tmp)) if path == "cli"
+                                            else through_service(url, texts, max(1, REQUEST_SENTENCES // k)))
+                        times[k].append(seconds)
+                for k in inputs:
                     rows.append({"set": name, "path": path, "k": k, "sentences": len(src), "punctuation_added": added,
-                                 "bleu_lines": bleu(hyps, ref) if k == 1 else None,
-                                 "hyps": hyps, "seconds": statistics.median(times)})
+                                 "bleu_lines": bleu(hyps[k], ref) if k == 1 else None,
+                                 "hyps": hyps[k], "seconds": statistics.median(times[k])})
             for row in [r for r in rows if r["set"] == name]:  # every row scored on every paragraph size
                 line_hyps = next(r["hyps"] for r in rows if r["set"] == name and r["path"] == row["path"] and r["k"] == 1)
                 row["sentences_per_s"] = round(row["sentences"] / row["seconds"], 1)
