@@ -13,25 +13,24 @@ class Alternative(BaseModel):
     score: float
 
 
-class SentenceOut(BaseModel):
-    source: str = Field(description="the sentence as cut from the text")
+class _TranslatedText(BaseModel):
+    """What a sentence and a whole text both answer."""
+
     text: str
-    score: float = Field(description="log-probability divided by the length penalty")
-    attention: Optional[list[list[float]]] = Field(
-        default=None, description="rows: target pieces then </s>; columns: source pieces then </s>")
-    source_pieces: Optional[list[str]] = None
-    target_pieces: Optional[list[str]] = None
-    alternatives: Optional[list[Alternative]] = None
-
-
-class TranslationOut(BaseModel):
-    text: str = Field(description="the whole text translated, with its own whitespace and line breaks")
     score: float = Field(description="log-probability divided by the length penalty (of several sentences: the mean)")
     attention: Optional[list[list[float]]] = Field(
-        default=None, description="one-sentence texts: rows target pieces then </s>, columns source pieces then </s>")
+        default=None, description="rows: target pieces then </s>; columns: source pieces then </s> "
+                                  "(of a text: only when it is one sentence)")
     source_pieces: Optional[list[str]] = None
     target_pieces: Optional[list[str]] = None
     alternatives: Optional[list[Alternative]] = None
+
+
+class SentenceOut(_TranslatedText):
+    source: str = Field(description="the sentence as cut from the text")
+
+
+class TranslationOut(_TranslatedText):
     sentences: Optional[list[SentenceOut]] = Field(
         default=None, description="texts of more than one sentence: each sentence's translation, in order")
     model: Optional[str] = Field(default=None, description="the route when it differs from the response's: "

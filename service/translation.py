@@ -43,8 +43,10 @@ def plan(registry: ModelRegistry, texts: Sequence[str], source: Optional[str], t
     """Each text's route. With `detect` and source 'auto' (or none), the source is each text's most likely
     language that has a route to the target; a text already in the target language keeps the identity route."""
     if not (detect and source in AUTO):
-        model = registry.resolve(source, target) if source in AUTO or target in AUTO else None
-        route = registry.route(model.source, model.target) if model else registry.route(source, target)
+        if source in AUTO or target in AUTO:  # the one served model that fits the side given
+            model = registry.resolve(source, target)
+            source, target = model.source, model.target
+        route = registry.route(source, target)
         return [(route, None) for _ in texts]
     target = target or _only_target(registry)
     routes = []
