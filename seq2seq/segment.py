@@ -2,19 +2,24 @@
 so that translations are put back with the original whitespace and line breaks (`Segmented.join`).
 
 A text is cut into paragraphs at line breaks, each paragraph into sentences by sentencex (Wikimedia's
-sentence segmenter; chosen on accuracy, speed and size in BENCHMARKS.md, "Sentence segmentation"), and a
-sentence longer than the model handles well into parts at clause punctuation, then between words.
+sentence segmenter; chosen on accuracy, speed and size in BENCHMARKS.md, "Sentence segmentation"), each
+sentence at its protected spans (URLs, numbers, ...: protect.py), and a part longer than the model handles
+well into parts at clause punctuation, then between words.
 Nothing is ever dropped: every character of the text is in a sentence or in a gap.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from sentencex import get_sentence_boundaries
 
+from seq2seq.protect import translatable_parts
 from seq2seq.tokenizer import clean_text
+
+if TYPE_CHECKING:
+    from seq2seq.translate import Translation
 
 Span = tuple[int, int]  # [start, end) character offsets into the text
 
@@ -48,6 +53,12 @@ class Segmented:
             parts += [translation, gap]
         return "".join(parts)
 
+    def render(self, translations: Sequence["Translation"]) -> str:
+        """The text with each sentence replaced by its translation's text."""
+        return self.join([t.text for t in translations])
+
+    needs_attention = False  # plain text carries no markup across the translation
+
 
 def whole(text: str, fits: Optional[Callable[[str], bool]] = None, limit_name: str = "the model's length limit") -> Segmented:
     """The text as one sentence (corpora already one sentence per line), cut only where `fits` is false;
@@ -60,16 +71,21 @@ def whole(text: str, fits: Optional[Callable[[str], bool]] = None, limit_name: s
 
 
 def segment(text: str, language: str, fits: Optional[Callable[[str], bool]] = None,
-            limit_name: str = "the model's length limit") -> Segmented:
-    """Paragraphs at line breaks, sentences within them; any sentence for which `fits` is false is cut further.
+            limit_name: str = "the model's length limit", kept: Sequence[Span] = (),
+            lines: bool = True) -> Segmented:
+    """Paragraphs at line breaks (unless `lines` is false), sentences within them, each cut at its protected
+    spans and at `kept` (protect.py: they stay in the gaps, as sent); any part for which `fits` is false is
+    cut further.
 
     Lone surrogates (valid in a str, not in UTF-8) become U+FFFD first, as the tokenizer would make them."""
     text = clean_text(text)
     spans: list[Span] = []
     notes: list[str] = []
-    for line in _LINE.finditer(text):
-        for sentence in _sentences(text, line.start(), line.end(), language):
-            spans += _cut_if_long(text, sentence, fits, limit_name, notes)
+    paragraphs = [(m.start(), m.end()) for m in _LINE.finditer(text)] if lines else [(0, len(text))]
+    for start, end in paragraphs:
+        for sentence in _sentences(text, start, end, language):
+            for part in translatable_parts(text, sentence, kept):
+                spans += _cut_if_long(text, part, fits, limit_name, notes)
     return _with_gaps(text, spans, notes)
 
 

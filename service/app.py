@@ -14,11 +14,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from seq2seq.config import DecodeConfig
+from seq2seq.documents import Format
 from seq2seq.errors import UserError
 from seq2seq.translate import Translation
 from service.batcher import Batcher, Overloaded
 from service.decoder import DecoderFailed, DecoderProcess
 from service.fairness import translate_in_turns
+from service.files import FileStore
+from service.libretranslate import add_libretranslate_routes, is_libretranslate
 from service.metrics import Metrics
 from service.models import ModelRegistry, ServedModel, UnknownLanguagePair, checkpoints_in_folder
 from service.schemas import Alternative, SentenceOut, TranslateResponse, TranslationOut, translate_request_model
@@ -29,11 +32,10 @@ from service.timeouts import BodyReadTimeout
 
 access_log = logging.getLogger("seq2seq.access")
 PAGE = Path(__file__).parent / "static" / "index.html"
-LIBRETRANSLATE_PATHS = ("/translate", "/languages", "/detect", "/frontend/settings")
 
 
 class ServiceState:
-    """What the routes share: settings, models, the batcher, metrics and the access guard."""
+    """What the routes share: settings, models, the batcher, metrics, the access guard and translated files."""
 
     def __init__(self, settings: ServiceSettings, registry: Optional[ModelRegistry]):
         self.settings = settings
@@ -41,6 +43,7 @@ class ServiceState:
         self.metrics = Metrics()
         self.batcher = Batcher(self.metrics, settings.batch_wait_ms, settings.batch_max_tokens, settings.queue_sentences)
         self.guard = AccessGuard(settings.api_keys, settings.rate_limit_per_minute)
+        self.files = FileStore(settings.files_dir, settings.file_expiry_s)
 
     def start_decoding(self, registry: ModelRegistry) -> None:
         """Start the decoder process with the registry's models and the batcher that feeds it."""
@@ -63,10 +66,11 @@ class ServiceState:
 
     async def translate_request(self, request: Request, texts: list[str], source: Optional[str],
                                 target: Optional[str], *, detect: bool, with_attention: bool = False,
-                                split: bool = True, **overrides) -> list[TextResult]:
-        """Texts translated whole: routed (detected per text with `detect`), split into sentences, reassembled.
-
-        400 for a language pair no model or pivot serves, 413 over the limits counted after splitting."""
+                                split: bool = True, format: Format = "text", limits: Optional[Limits] = None,
+                                timeout_s: Optional[float] = None, **overrides) -> list[TextResult]:
+        """Texts (or HTML documents) translated whole: routed (detected per text with `detect`), split into
+        sentences, reassembled. 400 for a language pair no model or pivot serves (or HTML beyond reading),
+        413 over the limits (the request limits unless given) counted after splitting."""
         registry = self.require_models()
         try:
             routes = plan(registry, texts, source, target, detect)
@@ -77,20 +81,23 @@ class ServiceState:
             return self.decode_options(model, **(overrides if last else {**overrides, "n_best": 1}))
 
         async def sentences(model: ServedModel, batch: list[str], options: DecodeConfig, attention: bool):
-            return await self.translate(request, model, batch, options, attention)
+            return await self.translate(request, model, batch, options, attention, timeout_s)
 
-        limits = Limits(max_chars=self.settings.max_chars, max_sentences=self.settings.max_sentences)
+        limits = limits or Limits(max_chars=self.settings.max_chars, max_sentences=self.settings.max_sentences)
         try:
             return await translate_texts(texts, routes, translate=sentences, options_for=options_for, limits=limits,
-                                         with_attention=with_attention, split=split)
+                                         with_attention=with_attention, split=split, format=format)
         except TooLarge as err:
             raise HTTPException(413, str(err)) from None
+        except UserError as err:
+            raise HTTPException(400, f"invalid request: {err}") from None
 
     async def translate(self, request: Request, model: ServedModel, texts: list[str], options: DecodeConfig,
-                        with_attention: bool = False) -> list[Translation]:
+                        with_attention: bool = False, timeout_s: Optional[float] = None) -> list[Translation]:
         """Through the batcher; dropped if the client disconnects; 503 when overloaded, 504 on timeout."""
+        timeout_s = timeout_s or self.settings.request_timeout_s
         work = asyncio.ensure_future(translate_in_turns(self.batcher, model, texts, options, with_attention,
-                                                        self.settings.request_timeout_s, self.settings.batch_max_tokens))
+                                                        timeout_s, self.settings.batch_max_tokens))
         watcher = asyncio.ensure_future(_wait_for_disconnect(request))
         try:
             await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -108,7 +115,7 @@ class ServiceState:
             raise HTTPException(503, f"translation failed: {err}; retry shortly", headers={"Retry-After": "1"}) from None
         except asyncio.TimeoutError:
             self.metrics.rejected.labels("timeout").inc()
-            raise HTTPException(504, f"translation took longer than {self.settings.request_timeout_s:g} s") from None
+            raise HTTPException(504, f"translation took longer than {timeout_s:g} s") from None
 
 
 async def _wait_for_disconnect(request: Request) -> None:
@@ -136,17 +143,14 @@ def create_app(settings: ServiceSettings, registry: Optional[ModelRegistry] = No
     app = FastAPI(title="seq2seq translation service", version="1.0", lifespan=lifespan,
                   description="RNN attention translation: a native API and a LibreTranslate-compatible one.")
     app.state.service = state
-    if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["*"])
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CorsByApi, native=settings.cors_origins, libretranslate=settings.libretranslate_cors_origins)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
+                       max_file_bytes=settings.max_file_bytes + 65_536)  # the multipart framing around the file
     app.add_middleware(BodyReadTimeout, seconds=settings.body_timeout_s)  # outside the size limit: it reads too
     app.add_middleware(ObserveRequests, metrics=state.metrics)
     _add_error_handlers(app)
     _add_operations_routes(app, state)
     _add_native_routes(app, state)
-    from service.libretranslate import add_libretranslate_routes
-
     add_libretranslate_routes(app, state)
     return app
 
@@ -244,7 +248,7 @@ def _attention(t: Translation, with_attention: bool) -> tuple:
 
 # --- errors: a clear 4xx for anything a client sends, in each API's own shape -----------------------
 def _is_libretranslate(request: Request) -> bool:
-    return request.url.path in LIBRETRANSLATE_PATHS
+    return is_libretranslate(request.url.path)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -263,19 +267,19 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 # --- middleware -----------------------------------------------------------------------------------
 class BodySizeLimit:
-    """413 for bodies over the limit, judged by Content-Length before anything is read, or by counting
-    the bytes of a body sent without one."""
+    """413 for bodies over the limit (a file upload's own on /translate_file), judged by Content-Length before
+    anything is read, or by counting the bytes of a body sent without one; in each API's error shape."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, max_file_bytes: int):
+        self.app, self.max_bytes, self.max_file_bytes = app, max_bytes, max_file_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.max_file_bytes if scope["path"] == "/translate_file" else self.max_bytes
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
-            return await response(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return await _too_large(scope, limit)(scope, receive, send)
         if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
             # No length given (chunked): read up to the limit here, then replay the body to the app.
             body, more = b"", True
@@ -285,11 +289,39 @@ class BodySizeLimit:
                     return
                 body += message.get("body", b"")
                 more = message.get("more_body", False)
-                if len(body) > self.max_bytes:
-                    response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
-                    return await response(scope, receive, send)
+                if len(body) > limit:
+                    return await _too_large(scope, limit)(scope, receive, send)
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
+
+
+def _too_large(scope, limit: int) -> JSONResponse:
+    message = f"request body over {limit} bytes"
+    return JSONResponse({"error": message} if is_libretranslate(scope["path"]) else {"detail": message}, 413)
+
+
+class CorsByApi:
+    """CORS for each API on its own terms: the LibreTranslate routes open to every origin by default, as
+    LibreTranslate is (its clients are web pages), the native API closed unless origins are configured."""
+
+    def __init__(self, app, native: list[str], libretranslate: list[str]):
+        self.app = app
+        self.native = _cors(app, native)
+        self.libretranslate = _cors(app, libretranslate)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        handler = self.libretranslate if is_libretranslate(scope["path"]) else self.native
+        await handler(scope, receive, send)
+
+
+def _cors(app, origins: list[str]):
+    origins = [o for o in origins if o]
+    if not origins:
+        return app
+    return CORSMiddleware(app, allow_origins=origins, allow_methods=["GET", "POST"],
+                          allow_headers=["Authorization", "Content-Type"] if origins == ["*"] else ["*"])
 
 
 def _replay(body: bytes, receive):

@@ -15,6 +15,10 @@ LANGUAGE_NAMES = {
     "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese",
 }
 
+# The codes LibreTranslate's clients send for what a model calls by its plain code (and the reverse spellings).
+LANGUAGE_ALIASES = {"zh-hans": "zh", "zh-cn": "zh", "zh-sg": "zh", "zh-hant": "zt", "zh-tw": "zt", "zh-hk": "zt",
+                    "pb": "pt-br", "iw": "he", "nb": "no", "nn": "no"}
+
 
 @dataclass
 class ServedModel:
@@ -79,6 +83,16 @@ class ModelRegistry:
                 raise UserError(f"--model {label}={path}: that checkpoint translates {pair}")
             models.append(ServedModel(pair, translator.src_lang, translator.tgt_lang, str(path), translator))
         return cls(models)
+
+    def language(self, code: str) -> str:
+        """A client's language code as the served models spell it: case and '_' ignored ('pt_BR' is 'pt-br'),
+        LibreTranslate's aliases ('zh-Hans' is 'zh'), else the language without its region ('en-US' is 'en')."""
+        code = code.strip().lower().replace("_", "-")
+        known = set(self.known_languages)
+        for candidate in (code, LANGUAGE_ALIASES.get(code, code), code.split("-")[0]):
+            if candidate in known:
+                return candidate
+        return code
 
     def resolve(self, source: Optional[str], target: Optional[str]) -> ServedModel:
         """The model for a language pair; either side may be omitted (or 'auto') when only one model fits."""

@@ -41,11 +41,15 @@ class AccessGuard:
         # Compare against every key in constant time, so timing reveals nothing about them.
         return key is not None and any(hmac.compare_digest(key.encode(), k) for k in self.api_keys)
 
-    def check(self, request: Request, body_key: Optional[str] = None) -> None:
-        """Raise 403 without a valid key (when keys are configured) and 429 over the rate limit."""
+    def check(self, request: Request, body_key: Optional[str] = None, missing_status: int = 403) -> None:
+        """Raise 403 for a wrong key and `missing_status` for none (when keys are configured: LibreTranslate's
+        routes answer 400 there, as LibreTranslate does), and 429 over the rate limit."""
         key = presented_key(request, body_key)
+        if self.api_keys and not key:
+            raise HTTPException(missing_status, "an API key is required (Authorization: Bearer KEY or api_key); "
+                                "ask the server's operator for one")
         if self.api_keys and not self._valid(key):
-            raise HTTPException(403, "a valid API key is required (Authorization: Bearer KEY or api_key)")
+            raise HTTPException(403, "invalid API key")
         if self.limiter:
             client = key if self.api_keys else (request.client.host if request.client else "unknown")
             if not self.limiter.allow(client):

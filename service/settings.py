@@ -33,6 +33,13 @@ class ServiceSettings(BaseModel):
     max_chars: int = Field(default=20_000, gt=0, description="characters per request, all texts together")
     max_beam_size: int = Field(default=10, gt=0)
     max_body_bytes: int = Field(default=1_000_000, gt=0, description="larger bodies get 413 before parsing")
+    # Files (/translate_file): larger than requests, so their own limits.
+    max_file_bytes: int = Field(default=10_000_000, gt=0, description="an uploaded file's size; larger: 413")
+    max_file_chars: int = Field(default=100_000, gt=0, description="characters of text in one file")
+    file_timeout_s: float = Field(default=300.0, gt=0, description="a file's translation must end within this")
+    file_expiry_s: float = Field(default=1800.0, gt=0, description="a translated file is removed after this")
+    files_dir: Optional[str] = Field(default=None, description="where translated files wait; default a new "
+                                     "temporary folder")
     # Dynamic batching.
     batch_wait_ms: float = Field(default=5.0, ge=0, description="how long to gather concurrent requests")
     batch_max_tokens: int = Field(default=6000, gt=0, description="source tokens × beam size per decoding batch")
@@ -42,7 +49,12 @@ class ServiceSettings(BaseModel):
     # Access control, off by default.
     api_keys: list[str] = Field(default_factory=list, description="when set, every translation needs one")
     rate_limit_per_minute: Optional[int] = Field(default=None, gt=0, description="requests per key (or client)")
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the native API "
+                                    "from a browser")
+    libretranslate_cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="the same for the "
+                                                   "LibreTranslate routes: open, as LibreTranslate is; '' closes")
+    frontend_timeout_ms: int = Field(default=500, ge=0, description="what /frontend/settings tells a page to "
+                                     "wait after a keystroke before it translates")
     graceful_shutdown_s: float = Field(default=20.0, ge=0)
 
     @field_validator("models", mode="before")
@@ -52,7 +64,7 @@ class ServiceSettings(BaseModel):
             return dict(_split_assignment(item) for item in value.split(",") if item.strip())
         return value
 
-    @field_validator("checkpoints", "api_keys", "cors_origins", mode="before")
+    @field_validator("checkpoints", "api_keys", "cors_origins", "libretranslate_cors_origins", mode="before")
     @classmethod
     def _parse_list(cls, value):
         if isinstance(value, str):
@@ -66,6 +78,11 @@ class ServiceSettings(BaseModel):
             raise ValueError(f"queue_sentences ({self.queue_sentences}) must be at least max_sentences "
                              f"({self.max_sentences}): a request is queued whole")
         return self
+
+    @property
+    def max_file_sentences(self) -> int:
+        """A file's sentences at most: what the queue holds (it is queued whole, as a request is)."""
+        return self.queue_sentences
 
 
 def _split_assignment(item: str) -> tuple[str, str]:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional, Sequence
 
 from seq2seq.config import DecodeConfig
-from seq2seq.documents import DocumentTranslation, assemble, segment_texts, sentences_of
-from seq2seq.segment import Segmented, whole
+from seq2seq.documents import Document, DocumentTranslation, Format, assemble, needs_attention, segment_texts, sentences_of
+from seq2seq.segment import whole
 from seq2seq.translate import Translation
 from service.detection import Detection, rank_languages
 from service.models import ModelRegistry, Route, ServedModel, UnknownLanguagePair
@@ -41,7 +41,10 @@ class Limits:
 def plan(registry: ModelRegistry, texts: Sequence[str], source: Optional[str], target: Optional[str],
          detect: bool) -> list[tuple[Route, Optional[list[Detection]]]]:
     """Each text's route. With `detect` and source 'auto' (or none), the source is each text's most likely
-    language that has a route to the target; a text already in the target language keeps the identity route."""
+    language that has a route to the target; a text already in the target language keeps the identity route.
+    Codes are read as `registry.language` spells them ('zh-Hans', 'pt_BR', 'EN')."""
+    source = registry.language(source) if source not in AUTO and isinstance(source, str) else source
+    target = registry.language(target) if target not in AUTO and isinstance(target, str) else target
     if not (detect and source in AUTO):
         if source in AUTO or target in AUTO:  # the one served model that fits the side given
             model = registry.resolve(source, target)
@@ -74,12 +77,13 @@ def _first_route(registry: ModelRegistry, ranked: list[Detection], target: str) 
 
 async def translate_texts(texts: Sequence[str], routes: list[tuple[Route, Optional[list[Detection]]]], *,
                           translate: TranslateSentences, options_for: OptionsFor, limits: Limits,
-                          with_attention: bool = False, split: bool = True) -> list[TextResult]:
-    """All texts translated whole, in input order; TooLarge before any decoding when over a limit."""
+                          with_attention: bool = False, split: bool = True, format: Format = "text") -> list[TextResult]:
+    """All texts translated whole, in input order; TooLarge before any decoding when over a limit. HTML texts
+    come back with their markup (seq2seq/markup.py)."""
     characters = sum(len(t) for t in texts)
     if characters > limits.max_chars:
         raise TooLarge(f"{characters} characters in the request; at most {limits.max_chars}")
-    segmented = [_segment(text, route, split) for text, (route, _) in zip(texts, routes)]
+    segmented = [_segment(text, route, split, format) for text, (route, _) in zip(texts, routes)]
     sentences = sum(len(s.sentences) for s in segmented)
     if sentences > limits.max_sentences:
         raise TooLarge(f"{sentences} sentences in the request after splitting; at most {limits.max_sentences}")
@@ -91,7 +95,8 @@ async def translate_texts(texts: Sequence[str], routes: list[tuple[Route, Option
     async def run(indices: list[int]) -> None:
         route = routes[indices[0]][0]
         parts = [segmented[i] for i in indices]
-        translations = await _through(route, sentences_of(parts), translate, options_for, with_attention)
+        attention = with_attention or needs_attention(parts)
+        translations = await _through(route, sentences_of(parts), translate, options_for, attention)
         for i, document in zip(indices, assemble(parts, translations)):
             documents[i] = document
 
@@ -99,12 +104,12 @@ async def translate_texts(texts: Sequence[str], routes: list[tuple[Route, Option
     return [TextResult(document, route, detected) for document, (route, detected) in zip(documents, routes)]
 
 
-def _segment(text: str, route: Route, split: bool) -> Segmented:
+def _segment(text: str, route: Route, split: bool, format: Format) -> Document:
     if not route.hops:  # the same language: given back as it is
         return whole(text)
     translator = route.hops[0].translator
     return segment_texts([text], route.source, translator.loaded.src_tokenizer, translator.max_source_pieces,
-                         split)[0]
+                         split, format=format)[0]
 
 
 async def _through(route: Route, sentences: list[str], translate: TranslateSentences, options_for: OptionsFor,

@@ -1,0 +1,75 @@
+"""Translated files waiting to be downloaded (LibreTranslate's /translate_file answers a URL to fetch them from).
+
+One folder; each file is named '<random hex>.<safe name>', so a name cannot leave the folder nor guess
+another's, and each is removed once older than the expiry (checked whenever a file is stored or fetched).
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Optional
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_STORED = re.compile(r"[0-9a-f]{32}\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,120}")
+
+
+class FileGone(LookupError):
+    """No such file: never stored, expired, or a name that is not one of ours."""
+
+
+def safe_name(name: str) -> str:
+    """The file name without any folder (POSIX or Windows), in letters, digits, '.', '_' and '-'."""
+    base = PureWindowsPath(PurePosixPath(name or "").name).name
+    cleaned = _UNSAFE.sub("_", base).lstrip("._") or "file"
+    stem, dot, suffix = cleaned.rpartition(".")
+    if dot and len(cleaned) > 120:  # keep the extension: it says the format
+        return stem[: 119 - len(suffix)] + "." + suffix
+    return cleaned[:120]
+
+
+class FileStore:
+    def __init__(self, folder: Optional[str], expiry_s: float):
+        self.folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="seq2seq-files-"))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.expiry_s = expiry_s
+        self.lock = threading.Lock()
+
+    def put(self, name: str, data: bytes) -> str:
+        """Store `data` as a download named after `name`; returns the name to fetch it by."""
+        self.sweep()
+        stored = f"{uuid.uuid4().hex}.{safe_name(name)}"
+        partial = self.folder / f".{stored}.partial"  # never matches _STORED: not served until renamed
+        partial.write_bytes(data)
+        os.replace(partial, self.folder / stored)
+        return stored
+
+    def path(self, stored: str) -> Path:
+        """The file stored as `stored`; FileGone when there is none (or it expired)."""
+        self.sweep()
+        if not _STORED.fullmatch(stored):
+            raise FileGone(stored)
+        path = self.folder / stored
+        if not path.is_file():
+            raise FileGone(stored)
+        return path
+
+    @staticmethod
+    def download_name(stored: str) -> str:
+        """The name the client sees: the one it uploaded, made safe, without our prefix."""
+        return stored.split(".", 1)[1]
+
+    def sweep(self) -> None:
+        """Remove files older than the expiry."""
+        oldest = time.time() - self.expiry_s
+        with self.lock:
+            for path in self.folder.iterdir():
+                try:
+                    if path.stat().st_mtime < oldest:
+                        path.unlink()
+                except FileNotFoundError:  # another sweep took it
+                    pass
