@@ -36,7 +36,12 @@ browser:
 	  $(SUDO) apt-get install -y -q chromium chromium-driver >/dev/null; } || \
 	  echo "could not install chromium: the browser test will be skipped"
 
-test: setup browser
+# The npm LibreTranslate client, for its conformance test (skipped where node is missing).
+node-clients:
+	@command -v npm >/dev/null && npm install -q --no-audit --no-fund --prefix .node-clients libretranslate@1.0.1 \
+	  >/dev/null 2>&1 || echo "could not install the npm client: its test will be skipped"
+
+test: setup browser node-clients
 	$(BIN)/python -m pytest -q
 
 # The image, started with a real run's checkpoints folder (best.pt, last.pt, step_*.pt) mounted at /models.
@@ -47,4 +52,4 @@ $(TINY_CKPT): | data/multi30k/train.de.gz
 container-smoke: $(TINY_CKPT)
 	$(SUDO) deploy/container-smoke.sh runs/tiny/checkpoints
 
-.PHONY: setup run test browser container-smoke
+.PHONY: setup run test browser node-clients container-smoke

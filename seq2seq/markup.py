@@ -26,6 +26,7 @@ from seq2seq.align import align_words
 from seq2seq.errors import UserError
 from seq2seq.protect import translatable_parts
 from seq2seq.segment import Segmented, Span, segment
+from seq2seq.tokenizer import clean_text
 from seq2seq.translate import Translation
 
 INLINE = frozenset("a abbr acronym b bdi bdo big cite data del dfn em font i ins label mark q s small span "
@@ -288,9 +289,11 @@ class HtmlDocument:
 
 def segment_html(document: str, language: str, fits: Optional[Callable[[str], bool]] = None,
                  limit_name: str = "the model's length limit") -> HtmlDocument:
-    """The document's blocks cut into sentences (`segment` on each block's text, at its kept spans too)."""
+    """The document's blocks cut into sentences (`segment` on each block's text, at its kept spans too).
+
+    Lone surrogates (valid in a str, not in UTF-8) become U+FFFD first, so that the answer can be encoded."""
     try:
-        tokens = _Tokenizer(document).tokens()
+        tokens = _Tokenizer(clean_text(document)).tokens()
     except Exception as err:  # noqa: BLE001 - html.parser is lenient; whatever it still refuses is the client's
         raise UserError(f"the HTML could not be read: {err}") from None
     parts: list[Union[str, _Block]] = []

@@ -14,8 +14,8 @@ import uuid
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Optional
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_STORED = re.compile(r"[0-9a-f]{32}\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,120}")
+_UNSAFE = re.compile(r"[^\w.-]+")
+_STORED = re.compile(r"[0-9a-f]{32}\.[\w-][\w.-]{0,120}")
 
 
 class FileGone(LookupError):
@@ -23,7 +23,7 @@ class FileGone(LookupError):
 
 
 def safe_name(name: str) -> str:
-    """The file name without any folder (POSIX or Windows), in letters, digits, '.', '_' and '-'."""
+    """The file name without any folder (POSIX or Windows), in letters, digits, '.', '_' and '-', not hidden."""
     base = PureWindowsPath(PurePosixPath(name or "").name).name
     cleaned = _UNSAFE.sub("_", base).lstrip("._") or "file"
     stem, dot, suffix = cleaned.rpartition(".")

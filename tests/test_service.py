@@ -175,7 +175,9 @@ def test_api_keys_and_rate_limit(registry):
         assert c.post("/v1/translate", json={"text": "Hallo"}, headers=headers).status_code == 200
         assert c.post("/translate", data={"q": "Hallo", "source": "de", "target": "en",
                                           "api_key": "secret-key"}).status_code == 200
-        assert c.post("/translate", data={"q": "Hallo", "source": "de", "target": "en"}).status_code == 403
+        assert c.post("/translate", data={"q": "Hallo", "source": "de", "target": "en"}).status_code == 400  # as LT
+        assert c.post("/translate", data={"q": "Hallo", "source": "de", "target": "en", "api_key": "wrong"}
+                      ).status_code == 403
         assert c.post("/v1/translate", json={"text": "Hallo"}, headers=headers).status_code == 200
         limited = c.post("/v1/translate", json={"text": "Hallo"}, headers=headers)
         assert limited.status_code == 429 and limited.headers["retry-after"]
