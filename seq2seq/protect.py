@@ -29,6 +29,7 @@ _NUMBER = r"(?<!\w)[-+]?\d+(?:[.,:/]\d+)*\.?(?!\w)"  # with an ordinal's full st
 # Earlier alternatives win: a URL holds @, # and digits; an e-mail address holds an @mention.
 _PROTECTED = regex.compile("|".join([_URL, _EMAIL, _MARKER, _MENTION, _HASHTAG, _SHORTCODE, _EMOJI, _NUMBER]))
 _LETTER = regex.compile(r"\p{L}")
+_LEADING = regex.compile(r"[\s,;:.!?…]*")
 
 
 def protected_spans(text: str, start: int = 0, end: int | None = None) -> list[Span]:
@@ -45,15 +46,17 @@ def translatable_parts(text: str, span: Span, kept: Sequence[Span] = ()) -> list
     cursor = start
     for span_start, span_end in around + [(end, end)]:
         if span_start >= cursor:
-            parts += _part(text, cursor, span_start)
+            parts += _part(text, cursor, span_start, after_span=cursor != start)
         cursor = max(cursor, span_end)
     return parts
 
 
-def _part(text: str, start: int, end: int) -> list[Span]:
+def _part(text: str, start: int, end: int, after_span: bool) -> list[Span]:
+    """text[start:end] without surrounding whitespace, nor the punctuation that ends the span before it
+    ('[X7X], um' translates 'um'); none when it holds no letter."""
     piece = text[start:end]
     if not _LETTER.search(piece):
         return []
-    stripped = piece.strip()
-    offset = start + piece.index(stripped)
-    return [(offset, offset + len(stripped))]
+    lead = _LEADING.match(piece).end() if after_span else len(piece) - len(piece.lstrip())
+    stripped = piece[lead:].rstrip()
+    return [(start + lead, start + lead + len(stripped))]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -141,9 +142,9 @@ def test_weblate_markers_come_back_intact(live_server):
     assert response.status_code == 200, response.text
     translations = response.json()["translatedText"]
     assert len(translations) == 20
+    marker = re.compile(r"\[X\d+X\]")
     for string, translation in zip(strings, translations):
-        markers = [m for m in string.split() if m.startswith("[X")]
-        assert [m for m in translation.split() if m.startswith("[X")] == [m.rstrip(",") for m in markers]
+        assert marker.findall(translation) == marker.findall(string)  # each one verbatim, in order
     assert translations[0].startswith("[X0X] ") and translations[0].endswith(" [X40X]")
 
 
@@ -156,7 +157,8 @@ def test_libretranslatepy_and_deep_translator(live_server):
     assert client.translate("Ein Hund läuft.", "de", "en")
     assert client.detect("Ein Hund läuft über die Wiese.")[0]["language"] == "de"
     assert "de" in [l["code"] for l in client.languages()]
-    deep = LibreTranslator(source="de", target="en", custom_url=live_server + "/", use_free_api=False)
+    # deep-translator insists on a key even for a server that needs none: any is accepted where keys are off
+    deep = LibreTranslator(source="de", target="en", custom_url=live_server + "/", use_free_api=False, api_key="none")
     assert deep.translate("Ein Hund läuft über die Wiese.") == client.translate("Ein Hund läuft über die Wiese.", "de", "en")
 
 
@@ -245,7 +247,7 @@ def test_files_formats_limits_and_names(live_server, tmp_path):
         broken = c.post("/translate_file", data={"source": "de", "target": "en"}, files={"file": ("a.docx", b"PK")})
         assert broken.status_code == 400 and "error" in broken.json()
         assert c.post("/translate_file", data={"source": "de"}).status_code == 400
-        for name in ["..%2F..%2Fetc%2Fpasswd", "nothing.txt", "0" * 32 + ".a.txt", ".." ]:
+        for name in ["..%2F..%2Fetc%2Fpasswd", "nothing.txt", "0" * 32 + ".a.txt", "%2E%2E", ".%2Fx"]:
             assert c.get(f"/download_file/{name}").status_code == 404
 
 
