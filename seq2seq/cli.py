@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -67,6 +68,8 @@ def cmd_translate(args: argparse.Namespace) -> None:
     translator = Translator(args.checkpoint, device=args.device, batch_tokens=args.batch_size,
                             quantize=args.quantize)
     options = _decode_options(translator, args)
+    if args.document:
+        return _translate_file(translator, options, Path(args.document), args.output)
     plot_dir = Path(args.attention_plot) if args.attention_plot else None
     if plot_dir:
         plot_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +93,25 @@ def cmd_translate(args: argparse.Namespace) -> None:
             out.close()
         if args.input:
             source.close()
+
+
+def _translate_file(translator, options, path: Path, output: Optional[str]) -> None:
+    """A whole .txt, .html, .docx, .pptx or .epub file into `output`, in the same format (formats.py)."""
+    from seq2seq.documents import translate_documents
+    from seq2seq.formats import read_document, suffix_of
+
+    if not output or suffix_of(output) != suffix_of(path.name):
+        raise UserError(f"--document needs --output with the same extension ({path.suffix}): the file is written "
+                        "back in its own format")
+    if not path.is_file():
+        raise UserError(f"no such file: {path}")
+    document = read_document(path.read_bytes(), path.name)
+    translated = translate_documents(translator, document.texts, options, format=document.format)
+    for note in sorted({note for d in translated for note in d.notes}):
+        print(f"seq2seq translate: warning: {note}", file=sys.stderr)
+    partial = Path(output).with_name(f".{Path(output).name}.partial")
+    partial.write_bytes(document.write([d.text for d in translated]))
+    os.replace(partial, output)  # a failed run leaves no half-written file under the name asked for
 
 
 def _plot_sentences(plot_dir: Path, index: int, sentences: list) -> None:
@@ -213,7 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("translate", help="translate lines with a checkpoint (stdin → stdout by default)")
     _add_model_arguments(p)
     _add_decoding_arguments(p)
-    p.add_argument("--input", help="file to translate (plain or .gz); default stdin")
+    p.add_argument("--input", help="file to translate (plain or .gz), one text per line; default stdin")
+    p.add_argument("--document", metavar="FILE", help="translate a whole .txt, .html, .docx, .pptx or .epub file "
+                   "into --output, in the same format (markup, styles and layout kept)")
     p.add_argument("--output", help="file to write; default stdout")
     p.add_argument("--n-best", type=int, help="hypotheses per sentence; >1 writes 'index TAB score TAB text' lines")
     p.add_argument("--attention-plot", metavar="DIR", help="write one attention heatmap PNG per sentence here")

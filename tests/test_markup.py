@@ -220,3 +220,20 @@ def test_a_file_that_is_not_what_it_says_is_refused_with_a_reason(name, data):
 
     with pytest.raises(UserError):
         read_document(data, name)
+
+
+def test_the_cli_translates_a_whole_file_in_its_format(checkpoint, tmp_path):
+    from tests.conftest import run_cli
+
+    source = tmp_path / "brief.docx"
+    source.write_bytes(_docx_bytes())
+    result = run_cli("translate", "--checkpoint", checkpoint, "--document", str(source), "--output",
+                     str(tmp_path / "letter.docx"))
+    assert result.returncode == 0, result.stderr
+    import docx
+
+    out = docx.Document(str(tmp_path / "letter.docx"))
+    assert [p.style.name for p in out.paragraphs] == ["Heading 1", "List Bullet"]
+    assert "https://example.org" in out.paragraphs[1].text and "Hund" not in out.paragraphs[1].text
+    wrong = run_cli("translate", "--checkpoint", checkpoint, "--document", str(source), "--output", "x.txt")
+    assert wrong.returncode == 2 and "same extension" in wrong.stderr and not (tmp_path / "x.txt").exists()
