@@ -51,6 +51,21 @@ libre=$(curl -sf "$URL/translate" --data-urlencode 'q=Eine Frau liest ein Buch.'
 python3 -c 'import json, sys; r = json.loads(sys.argv[1]); assert r["translatedText"].strip(), r
 print("container-smoke: POST /translate (LibreTranslate): %r" % r["translatedText"])' "$libre" || die "bad answer: $libre"
 
+# HTML and a file: the markup comes back, and a .txt goes through /translate_file and /download_file (the
+# file store lives in /tmp, writable under the read-only root filesystem).
+html=$(curl -sf "$URL/translate" -H 'content-type: application/json' \
+  -d '{"q": ["<p>Ein <b>Hund</b> läuft. <a href=\"https://x.org\">https://x.org</a></p>"], "source": "auto", "target": "en", "format": "html"}') \
+  || die "POST /translate format=html failed"
+python3 -c 'import json, sys; t = json.loads(sys.argv[1])["translatedText"][0]
+assert t.startswith("<p>") and "<b>" in t and "<a href=\"https://x.org\">https://x.org</a></p>" in t, t
+print("container-smoke: POST /translate (HTML): %r" % t)' "$html" || die "bad HTML answer: $html"
+printf 'Ein Hund läuft.\nZwei Männer spielen.\n' >"$LOG.txt"
+file_url=$(curl -sf "$URL/translate_file" -F "file=@$LOG.txt;filename=notiz.txt" -F source=de -F target=en \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["translatedFileUrl"])') || die "POST /translate_file failed"
+rm -f "$LOG.txt"
+[[ $(curl -sf "$file_url" | wc -l) == 2 ]] || die "the translated file at $file_url is not two lines"
+echo "container-smoke: POST /translate_file + GET $file_url"
+
 # The page: a non-Python file, present only if the package declares it.
 curl -sf "$URL/" | grep -qi "<html" || die "GET / does not serve the page"
 echo "container-smoke: GET / serves the page"

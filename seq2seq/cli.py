@@ -96,7 +96,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
 
 
 def _translate_file(translator, options, path: Path, output: Optional[str]) -> None:
-    """A whole .txt, .html, .docx, .pptx or .epub file into `output`, in the same format (formats.py)."""
+    """A whole .txt, .html, .docx, .pptx, .epub, .odt or .odp file into `output`, in the same format (formats.py)."""
     from seq2seq.documents import translate_documents
     from seq2seq.formats import read_document, suffix_of
 
@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(p)
     _add_decoding_arguments(p)
     p.add_argument("--input", help="file to translate (plain or .gz), one text per line; default stdin")
-    p.add_argument("--document", metavar="FILE", help="translate a whole .txt, .html, .docx, .pptx or .epub file "
+    p.add_argument("--document", metavar="FILE", help="translate a whole .txt, .html, .docx, .pptx, .epub, .odt or .odp file "
                    "into --output, in the same format (markup, styles and layout kept)")
     p.add_argument("--output", help="file to write; default stdout")
     p.add_argument("--n-best", type=int, help="hypotheses per sentence; >1 writes 'index TAB score TAB text' lines")

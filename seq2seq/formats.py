@@ -1,11 +1,12 @@
-"""Document files: the texts of a .txt, .html, .docx, .pptx or .epub file, and the file written back in its own
-format with their translations (same paragraphs, styles, formatting and everything that is not text).
+"""Document files: the texts of a .txt, .html, .docx, .pptx, .epub, .odt or .odp file, and the file written back
+in its own format with their translations (same paragraphs, styles, formatting and everything that is not text).
 
 Reading and writing are two steps around the translation (`read_document` → `DocumentFile.texts` →
 translate → `DocumentFile.write`), so the CLI and the service translate a file as they translate texts.
 
-Word and PowerPoint files are read by python-docx and python-pptx; an EPUB is a zip of XHTML pages, each
-translated as HTML. A paragraph of formatted runs (bold, a font, a colour) goes through the HTML path as a
+Word and PowerPoint files are read by python-docx and python-pptx; an EPUB is a zip of XHTML pages, and an
+OpenDocument file a zip whose text is XML of paragraphs and spans (`text:p`, `text:span`, which markup.py
+knows): each is translated as HTML, every other file in the zip copied as it is. A paragraph of formatted runs (bold, a font, a colour) goes through the HTML path as a
 span per run, so that each run keeps its formatting on the words that were its own (markup.py, align.py).
 """
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any, Callable, Sequence
 from seq2seq.documents import Format
 from seq2seq.errors import UserError
 
-SUPPORTED = (".txt", ".html", ".htm", ".docx", ".pptx", ".epub")
+SUPPORTED = (".txt", ".html", ".htm", ".docx", ".pptx", ".epub", ".odt", ".odp")
 _PAGE = (".xhtml", ".html", ".htm")
+_ODF_TEXT = ("content.xml", "styles.xml")  # the body, and the headers and footers
 
 
 @dataclass
@@ -55,7 +57,9 @@ def read_document(data: bytes, name: str) -> DocumentFile:
         if suffix in (".html", ".htm"):
             return DocumentFile([_decode(data)], "html", lambda t: t[0].encode("utf-8"))
         if suffix == ".epub":
-            return _read_epub(data)
+            return _read_zip(data, lambda name: name.lower().endswith(_PAGE))
+        if suffix in (".odt", ".odp"):
+            return _read_zip(data, lambda name: name in _ODF_TEXT)
         return _read_office(data, suffix)
     except UserError:
         raise
@@ -70,10 +74,11 @@ def _decode(data: bytes) -> str:
         raise UserError(f"the file is not UTF-8 text (byte {err.start})") from None
 
 
-def _read_epub(data: bytes) -> DocumentFile:
+def _read_zip(data: bytes, is_page: Callable[[str], bool]) -> DocumentFile:
+    """A zip whose pages (XHTML or XML) are translated as HTML, every other entry copied as it is."""
     source = zipfile.ZipFile(io.BytesIO(data))
     entries = source.infolist()
-    pages = [e for e in entries if e.filename.lower().endswith(_PAGE)]
+    pages = [e for e in entries if is_page(e.filename)]
     texts = [_decode(source.read(e)) for e in pages]
 
     def write(translations: Sequence[str]) -> bytes:

@@ -30,11 +30,15 @@ from seq2seq.tokenizer import clean_text
 from seq2seq.translate import Translation
 
 INLINE = frozenset("a abbr acronym b bdi bdo big cite data del dfn em font i ins label mark q s small span "
-                   "strike strong sub sup time tt u".split())
+                   "strike strong sub sup time tt u".split()
+                   # OpenDocument's inline elements (formats.py translates .odt and .odp text as markup)
+                   + "text:span text:a text:s text:tab text:soft-page-break text:bookmark text:bookmark-start "
+                     "text:bookmark-end text:reference-mark text:ruby text:ruby-base".split())
 UNTOUCHED = frozenset("code kbd samp var pre script style textarea template svg math noscript".split())
 INLINE_UNTOUCHED = frozenset("code kbd samp var svg math".split())  # kept where they are inside a sentence
 INLINE_VOID = frozenset("img wbr input".split())  # kept in place, not a break between sentences
 VOID = frozenset("area base br col embed hr img input link meta param source track wbr".split())
+SPACES = frozenset("text:s text:tab".split())  # elements that stand for white space inside a sentence
 OBJECT = "\ufffc"  # stands for a kept element in a block's plain text
 _WORD = regex.compile(r"\S+")
 _SPACE = regex.compile(r"(\s+)")
@@ -112,6 +116,7 @@ class _Item:
     kind: str  # text, tag, kept
     raw: str
     text: str = ""  # text: as read (entities unescaped)
+    name: str = ""  # tag: the element's name
     start: int = 0  # offset in the block's plain text
     element: Optional[int] = None  # tag: the inline element it opens or closes
     opens: bool = False
@@ -369,11 +374,11 @@ def _group(tokens: list[_Token]) -> list[Union[str, list[_Item]]]:
             block.append(_Item("text", token.raw, html.unescape(token.raw)))
         elif token.kind == "other" or (token.kind == "startend" and token.name in INLINE):
             block.append(_Item("tag", token.raw, opens=True))  # a comment or empty element: between words
+            block[-1].name = "" if token.kind == "other" else token.name
         elif token.name in INLINE_VOID:
             block.append(_Item("kept", token.raw))
         elif token.name in INLINE:
-            block.append(_Item("tag", token.raw, opens=token.kind == "start"))
-            block[-1].text = token.name  # the tag's name, to match its end
+            block.append(_Item("tag", token.raw, name=token.name, opens=token.kind == "start"))
         else:
             flush()
             groups.append(token.raw)
@@ -390,6 +395,8 @@ def _block(items: list[_Item], language: str, fits, limit_name: str) -> _Block:
         item.start = position
         if item.kind == "text":
             plain.append(_flat(item.text))
+        elif item.name in SPACES:
+            plain.append(" ")  # what the model reads; the element itself is kept (in a gap, or placed)
         elif item.kind == "kept":
             plain.append(OBJECT)
             kept.append((position, position + 1))
@@ -401,9 +408,6 @@ def _block(items: list[_Item], language: str, fits, limit_name: str) -> _Block:
     for tag in items:
         if tag.kind == "tag":
             tag.by_punctuation = _by_punctuation(text, tag.start, tag.opens)
-    for tag in items:  # the tags' names were only needed to pair them
-        if tag.kind == "tag":
-            tag.text = ""
     kept += [(e.start, e.end) for e in elements.values() if e.end > e.start and not translatable_parts(text, (e.start, e.end))]
     segmented = segment(text, language, fits, limit_name, kept=kept, lines=False)
     return _Block(items, text, elements, segmented, _spans(segmented))
@@ -436,17 +440,17 @@ def _elements(items: list[_Item], length: int) -> dict[int, _Element]:
     elements: dict[int, _Element] = {}
     open_: list[tuple[str, int]] = []
     for number, item in enumerate(items):
-        if item.kind != "tag" or not item.text:
+        if item.kind != "tag" or not item.name or item.name in SPACES:
             continue
         if item.opens:
             item.element = number
             elements[number] = _Element(item.start, length)
-            open_.append((item.text, number))
-        elif any(name == item.text for name, _ in open_):
+            open_.append((item.name, number))
+        elif any(name == item.name for name, _ in open_):
             while open_:
                 name, element = open_.pop()
                 elements[element].end = item.start
-                if name == item.text:
+                if name == item.name:
                     item.element = element
                     break
     return elements

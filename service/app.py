@@ -139,6 +139,7 @@ def create_app(settings: ServiceSettings, registry: Optional[ModelRegistry] = No
         if loader:
             loader.cancel()
         await asyncio.to_thread(state.batcher.stop)  # in-flight requests have finished: uvicorn waited for them
+        state.files.close()
 
     app = FastAPI(title="seq2seq translation service", version="1.0", lifespan=lifespan,
                   description="RNN attention translation: a native API and a LibreTranslate-compatible one.")
@@ -204,8 +205,8 @@ def _add_native_routes(app: FastAPI, state: ServiceState) -> None:
         texts = [body.text] if isinstance(body.text, str) else list(body.text)
         results = await state.translate_request(
             request, texts, body.source, body.target, detect=body.source == "auto",
-            with_attention=body.return_attention, split=body.split, beam_size=body.beam_size, n_best=body.n_best,
-            length_penalty=body.length_penalty, max_length_ratio=body.max_length_ratio)
+            with_attention=body.return_attention, split=body.split, format=body.format, beam_size=body.beam_size,
+            n_best=body.n_best, length_penalty=body.length_penalty, max_length_ratio=body.max_length_ratio)
         first = results[0].route
         return TranslateResponse(
             model=first.name, source=first.source, target=first.target,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -34,10 +35,25 @@ def safe_name(name: str) -> str:
 
 class FileStore:
     def __init__(self, folder: Optional[str], expiry_s: float):
-        self.folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="seq2seq-files-"))
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.given = Path(folder) if folder else None
         self.expiry_s = expiry_s
         self.lock = threading.Lock()
+        self._folder: Optional[Path] = None
+
+    @property
+    def folder(self) -> Path:
+        """The configured folder, or a temporary one made when the first file comes (and removed by `close`)."""
+        with self.lock:
+            if self._folder is None:
+                self._folder = self.given or Path(tempfile.mkdtemp(prefix="seq2seq-files-"))
+                self._folder.mkdir(parents=True, exist_ok=True)
+            return self._folder
+
+    def close(self) -> None:
+        """At shutdown: a temporary folder goes with its files (a configured one stays)."""
+        if self._folder is not None and self.given is None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
     def put(self, name: str, data: bytes) -> str:
         """Store `data` as a download named after `name`; returns the name to fetch it by."""
@@ -66,8 +82,9 @@ class FileStore:
     def sweep(self) -> None:
         """Remove files older than the expiry."""
         oldest = time.time() - self.expiry_s
+        folder = self.folder
         with self.lock:
-            for path in self.folder.iterdir():
+            for path in folder.iterdir():
                 try:
                     if path.stat().st_mtime < oldest:
                         path.unlink()

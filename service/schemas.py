@@ -1,7 +1,7 @@
 """Request and response models of the native API. Limits come from the settings, so /openapi.json shows them."""
 from __future__ import annotations
 
-from typing import Annotated, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -70,5 +70,7 @@ def translate_request_model(settings: ServiceSettings) -> type[BaseModel]:
         max_length_ratio: Optional[float] = Field(default=None, gt=0, le=10)
         return_attention: bool = False
         split: bool = Field(default=True, description="split texts into sentences (false: each text is one sentence)")
+        format: Literal["text", "html"] = Field(default="text", description="'html': the markup comes back as sent, "
+                                                "its text translated (always split)")
 
     return TranslateRequest

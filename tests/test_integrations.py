@@ -265,3 +265,11 @@ def test_translated_files_expire(tmp_path):
     assert safe_name("../../etc/passwd") == "passwd" and safe_name("C:\\Users\\x\\Brief.docx") == "Brief.docx"
     assert safe_name("Überblick 2026.docx") == "Überblick_2026.docx" and safe_name("") == "file"
     assert safe_name("x" * 300 + ".docx").endswith(".docx") and len(safe_name("x" * 300 + ".docx")) <= 120
+
+
+def test_the_native_api_takes_html_too(live_server):
+    with httpx.Client(base_url=live_server, timeout=60.0) as c:
+        answer = c.post("/v1/translate", json={"text": POSTS[1], "source": "de", "target": "en", "format": "html"})
+    assert answer.status_code == 200, answer.text
+    translation = answer.json()["translations"][0]
+    assert tags_of(translation["text"]) == tags_of(POSTS[1]) and len(translation["sentences"]) == 2

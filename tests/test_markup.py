@@ -237,3 +237,25 @@ def test_the_cli_translates_a_whole_file_in_its_format(checkpoint, tmp_path):
     assert "https://example.org" in out.paragraphs[1].text and "Hund" not in out.paragraphs[1].text
     wrong = run_cli("translate", "--checkpoint", checkpoint, "--document", str(source), "--output", "x.txt")
     assert wrong.returncode == 2 and "same extension" in wrong.stderr and not (tmp_path / "x.txt").exists()
+
+
+def test_an_odt_keeps_its_paragraphs_and_spans():
+    content = ('<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:'
+               'opendocument:xmlns:office:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+               'office:version="1.3"><office:body><office:text><text:h text:outline-level="1">Ein Hund</text:h>'
+               '<text:p text:style-name="P1">Der <text:span text:style-name="T1">große</text:span> Hund&apos;s '
+               'Wiese.<text:s text:c="2"/>Zwei Männer.</text:p></office:text></office:body></office:document-content>')
+    book = io.BytesIO()
+    with zipfile.ZipFile(book, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.text", compress_type=zipfile.ZIP_STORED)
+        z.writestr("content.xml", content, compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("META-INF/manifest.xml", "<manifest/>", compress_type=zipfile.ZIP_DEFLATED)
+    out = zipfile.ZipFile(io.BytesIO(_translate_file(book.getvalue(), "brief.odt")))
+    assert out.namelist() == ["mimetype", "content.xml", "META-INF/manifest.xml"]
+    translated = out.read("content.xml").decode()
+    assert tags_of(translated) == tags_of(content)
+    assert '<text:h text:outline-level="1">EIN HUND</text:h>' in translated
+    assert '<text:span text:style-name="T1">GROSSE</text:span>' in translated and "ZWEI MÄNNER." in translated
+    from xml.dom.minidom import parseString
+
+    parseString(translated)  # still well-formed XML
