@@ -44,6 +44,7 @@ class ServiceState:
         self.batcher = Batcher(self.metrics, settings.batch_wait_ms, settings.batch_max_tokens, settings.queue_sentences)
         self.guard = AccessGuard(settings.api_keys, settings.rate_limit_per_minute)
         self.files = FileStore(settings.files_dir, settings.file_expiry_s)
+        self.load_error: Optional[str] = None  # why the models could not be loaded, when they could not
 
     def start_decoding(self, registry: ModelRegistry) -> None:
         """Start the decoder process with the registry's models and the batcher that feeds it."""
@@ -53,6 +54,8 @@ class ServiceState:
         self.batcher.start(decoder)
 
     def require_models(self) -> ModelRegistry:
+        if self.registry is None and self.load_error:
+            raise HTTPException(503, f"the models could not be loaded: {self.load_error}")
         if self.registry is None:
             raise HTTPException(503, "models are still loading", headers={"Retry-After": "5"})
         return self.registry
@@ -169,7 +172,8 @@ def _load_registry(state: ServiceState) -> None:
         registry = load_registry(state.settings)
         state.start_decoding(registry)
         state.registry = registry  # ready only now
-    except Exception:  # noqa: BLE001 - logged; /ready stays 503 and says why
+    except Exception as err:  # noqa: BLE001 - logged; /ready stays 503 and says why
+        state.load_error = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
         logging.getLogger("seq2seq.service").exception("loading models failed")
 
 
@@ -181,6 +185,8 @@ def _add_operations_routes(app: FastAPI, state: ServiceState) -> None:
 
     @app.get("/ready", tags=["operations"], summary="models are loaded and requests are accepted")
     async def ready() -> JSONResponse:
+        if state.registry is None and state.load_error:
+            return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
         if state.registry is None:
             return JSONResponse({"status": "loading"}, status_code=503)
         return JSONResponse({"status": "ready", "models": [f"{m.source}-{m.target}" for m in state.registry.models]})
@@ -280,6 +286,8 @@ class BodySizeLimit:
         limit = self.max_file_bytes if scope["path"] == "/translate_file" else self.max_bytes
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            if declared.isdigit() and int(declared) <= DRAIN_BYTES:
+                await _drain(receive)  # a client that sends its whole body before reading then sees the 413
             return await _too_large(scope, limit)(scope, receive, send)
         if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
             # No length given (chunked): read up to the limit here, then replay the body to the app.
@@ -294,6 +302,18 @@ class BodySizeLimit:
                     return await _too_large(scope, limit)(scope, receive, send)
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
+
+
+# An oversized body up to this size is read and dropped before the 413 is sent: a client that writes its
+# whole body before reading the answer (Python's urllib) would otherwise get "connection reset", not the 413.
+DRAIN_BYTES = 64 * 1024 * 1024
+
+
+async def _drain(receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 def _too_large(scope, limit: int) -> JSONResponse:

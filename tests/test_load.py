@@ -32,10 +32,17 @@ def _assert_clean(report) -> None:
     assert report.wrong == 0, report.summary()
 
 
+def _rate(report) -> float:
+    return report.requests / max(report.seconds, 1e-9)
+
+
 def test_64_clients_short(server, greedy):
+    one = run_load(server, greedy, clients=1, seconds=3, max_requests=500, beam_size=1)  # the baseline, this run
     report = run_load(server, greedy, clients=64, seconds=6, max_requests=5000, beam_size=1)
+    _assert_clean(one)
     _assert_clean(report)
-    assert report.requests >= 128
+    # Dynamic batching: 64 concurrent clients are served at least as fast as one client after another.
+    assert _rate(report) >= _rate(one), (one.summary(), report.summary())
     assert report.memory_growth_mb() < 50, report.summary()
 
 
@@ -74,6 +81,8 @@ def _timed(send, *args, **kwargs) -> tuple:
 
 def test_overload_sheds_fast_503s_keeps_health_and_recovers(server, greedy):
     beam5 = expected_translations(server.url, SENTENCES, beam_size=5)
+    before = run_load(server, greedy, clients=8, seconds=3, max_requests=200, beam_size=1)  # the baseline, this run
+    _assert_clean(before)
     health: list = []
     probes: list = []
     stop = threading.Event()
@@ -99,8 +108,9 @@ def test_overload_sheds_fast_503s_keeps_health_and_recovers(server, greedy):
     # the load's 64 clients resend at once after each 503, so their own 503s queue behind each other. Judged
     # against the load's 200s, as the clients share the 2 cores with the server and absolute figures swing.
     assert statistics.median(refused) < min(1.0, report.percentile(200, 0.5) / 3), "503s must be fast"
-    assert all(status == 200 for status, _ in health) and len(health) >= 10, health[:5]
-    assert max(seconds for _, seconds in health) < 1.0, "/health stalled under overload"
+    assert all(status == 200 for status, _ in health) and len(health) >= 3, health[:5]  # paced by the probe's own requests
+    # /health is never queued behind translations: even its slowest answer beats the typical translation.
+    assert max(seconds for _, seconds in health) < report.percentile(200, 0.5), "/health stalled under overload"
 
     deadline = time.time() + 60  # recovery: the queue drains and requests are served again at once
     while _queue_sentences(server.url) > 0 and time.time() < deadline:
@@ -108,7 +118,7 @@ def test_overload_sheds_fast_503s_keeps_health_and_recovers(server, greedy):
     assert _queue_sentences(server.url) == 0
     after = run_load(server, greedy, clients=8, seconds=3, max_requests=200, beam_size=1)
     _assert_clean(after)
-    assert after.percentile(200, 0.95) < 2.0, after.summary()
+    assert after.percentile(200, 0.5) < 3 * before.percentile(200, 0.5), (before.summary(), after.summary())
 
 
 def _queued(url: str) -> float:
@@ -148,4 +158,4 @@ def test_one_huge_request_does_not_stall_the_others(server, greedy):
     assert response.status_code == 200 and len(response.json()["translations"]) == 10
     assert len(set(t["text"] for t in response.json()["translations"])) == 1  # the same sentence, the same answer
     assert len(latencies) >= 5, "small requests waited for the whole huge one"
-    assert max(latencies) < huge_seconds / 4
+    assert statistics.median(latencies) < huge_seconds / 4 and max(latencies) < huge_seconds / 2

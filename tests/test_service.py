@@ -1,5 +1,6 @@
 """The HTTP service: native and LibreTranslate APIs, dynamic batching under concurrency, errors, operations."""
 import asyncio
+import json
 import time
 
 import httpx
@@ -215,6 +216,20 @@ def test_not_ready_until_models_are_loaded(checkpoint):
         assert c.post("/v1/translate", json={"text": "Hallo"}).status_code == 200
 
 
+def test_ready_says_why_when_a_model_cannot_be_loaded(tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    with TestClient(create_app(ServiceSettings(models={"de-en": str(broken)}, device="cpu"))) as c:
+        for _ in range(600):  # until the background load has ended, one way or the other
+            if c.get("/ready").json()["status"] != "loading":
+                break
+            time.sleep(0.05)
+        ready = c.get("/ready")
+        assert ready.status_code == 503 and ready.json()["status"] == "failed" and "broken.pt" in ready.json()["error"]
+        refused = c.post("/v1/translate", json={"text": "Hallo"})
+        assert refused.status_code == 503 and "could not be loaded" in refused.json()["detail"]
+
+
 def test_openapi_shows_the_limits(client):
     schema = client.get("/openapi.json").json()
     props = schema["components"]["schemas"]["TranslateRequest"]["properties"]
@@ -325,3 +340,18 @@ def test_sigterm_lets_in_flight_requests_finish(checkpoint):
         assert "Application shutdown complete" in server.stderr.read()
     finally:
         server.kill()
+
+
+def test_a_client_that_writes_its_whole_body_first_still_reads_the_413(registry):
+    """Python's urllib sends all of a body before it reads the answer: it gets the 413 and its message."""
+    import urllib.error
+    import urllib.request
+
+    from tests.conftest import serve_in_thread
+
+    with serve_in_thread(create_app(ServiceSettings(max_body_bytes=1000), registry)) as url:
+        body = json.dumps({"text": "Hund " * 400_000}).encode()  # 2 MB
+        request = urllib.request.Request(url + "/v1/translate", data=body, headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413 and "over 1000 bytes" in refused.value.read().decode()
