@@ -30,8 +30,14 @@ def align_words(translation: Translation, source_words: int, target_words: int) 
     """For each of the translation's `target_words` words, the source word (of `source_words`) it comes from.
 
     Through the attention where its pieces match the words on both sides; else by relative position."""
-    aligned = _by_attention(translation, source_words, target_words)
-    return aligned if aligned is not None else by_position(source_words, target_words)
+    weights = _word_attention(translation, source_words, target_words)
+    return weights.argmax(dim=1).tolist() if weights is not None else by_position(source_words, target_words)
+
+
+def align_sources(translation: Translation, source_words: int, target_words: int) -> list[int]:
+    """The other way round: for each source word, the target word that attended to it most."""
+    weights = _word_attention(translation, source_words, target_words)
+    return weights.argmax(dim=0).tolist() if weights is not None else by_position(target_words, source_words)
 
 
 def by_position(source_words: int, target_words: int) -> list[int]:
@@ -42,7 +48,9 @@ def by_position(source_words: int, target_words: int) -> list[int]:
             for j in range(target_words)]
 
 
-def _by_attention(translation: Translation, source_words: int, target_words: int) -> Optional[list[int]]:
+def _word_attention(translation: Translation, source_words: int, target_words: int) -> Optional[torch.Tensor]:
+    """The attention summed over each word's pieces: (target words, source words), or None when the pieces do
+    not match the words."""
     attention = translation.attention
     if attention is None or source_words == 0 or target_words == 0:
         return None
@@ -53,5 +61,4 @@ def _by_attention(translation: Translation, source_words: int, target_words: int
     weights = attention.float()[: len(target_of_piece), : len(source_of_piece)]  # without the </s> row, column
     per_source_word = torch.zeros(len(target_of_piece), source_words).index_add_(
         1, torch.tensor(source_of_piece), weights)  # (target pieces, source words)
-    per_word = torch.zeros(target_words, source_words).index_add_(0, torch.tensor(target_of_piece), per_source_word)
-    return per_word.argmax(dim=1).tolist()
+    return torch.zeros(target_words, source_words).index_add_(0, torch.tensor(target_of_piece), per_source_word)

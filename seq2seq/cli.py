@@ -236,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(p)
     _add_decoding_arguments(p)
     p.add_argument("--input", help="file to translate (plain or .gz), one text per line; default stdin")
-    p.add_argument("--document", metavar="FILE", help="translate a whole .txt, .html, .docx, .pptx, .epub, .odt or .odp file "
-                   "into --output, in the same format (markup, styles and layout kept)")
+    p.add_argument("--document", metavar="FILE", help="translate a whole .txt, .html, .docx, .pptx, .epub, .odt or "
+                   ".odp file into --output, in the same format (markup, styles and layout kept)")
     p.add_argument("--output", help="file to write; default stdout")
     p.add_argument("--n-best", type=int, help="hypotheses per sentence; >1 writes 'index TAB score TAB text' lines")
     p.add_argument("--attention-plot", metavar="DIR", help="write one attention heatmap PNG per sentence here")

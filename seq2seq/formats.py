@@ -6,8 +6,9 @@ translate → `DocumentFile.write`), so the CLI and the service translate a file
 
 Word and PowerPoint files are read by python-docx and python-pptx; an EPUB is a zip of XHTML pages, and an
 OpenDocument file a zip whose text is XML of paragraphs and spans (`text:p`, `text:span`, which markup.py
-knows): each is translated as HTML, every other file in the zip copied as it is. A paragraph of formatted runs (bold, a font, a colour) goes through the HTML path as a
-span per run, so that each run keeps its formatting on the words that were its own (markup.py, align.py).
+knows): each is translated as HTML, every other file in the zip copied as it is. A paragraph of formatted
+runs (bold, a font, a colour) goes through the HTML path as a span per run, so that each run keeps its
+formatting on the words that were its own (markup.py, align.py).
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import regex
 
-from seq2seq.align import align_words
+from seq2seq.align import align_sources, align_words
 from seq2seq.errors import UserError
 from seq2seq.protect import translatable_parts
 from seq2seq.segment import Segmented, Span, segment
@@ -120,7 +120,7 @@ class _Item:
     start: int = 0  # offset in the block's plain text
     element: Optional[int] = None  # tag: the inline element it opens or closes
     opens: bool = False
-    by_punctuation: bool = False  # between a word and its punctuation ('<b>Hund</b>.'): kept there
+    by_punctuation: bool = False  # stays between a translated word and its punctuation (_by_punctuation)
 
 
 @dataclass
@@ -184,9 +184,11 @@ class _Block:
         parts = _SPACE.split(translation.text.strip()) if translation.text.strip() else []
         words, separators = parts[0::2], parts[1::2]
         aligned = align_words(translation, len(source_words), len(words))
+        sources = align_sources(translation, len(source_words), len(words))
         placed, at_least = {}, 0
         for tag in self.inner_tags(fragment):  # in source order, never before an earlier one: well nested
-            at_least = max(at_least, self._target_index(tag, (start, end), source_words, aligned, len(words)))
+            index = self._target_index(tag, (start, end), source_words, aligned, sources, len(words))
+            at_least = max(at_least, index)
             placed.setdefault(at_least, []).append(tag)
         groups = [_closing_then_opening(placed.get(i, [])) for i in range(len(words) + 1)]
         out = [_raw(groups[0][0])]
@@ -198,14 +200,19 @@ class _Block:
         return "".join(out)
 
     def _target_index(self, tag: _Item, sentence: Span, source_words: list[Span], aligned: list[int],
-                      target_words: int) -> int:
+                      sources: list[int], target_words: int) -> int:
         """Where the tag goes among the translation's words: before the first word of what it opens, after the
-        last word of what it closes; by position when it wraps no word."""
+        last word of what it closes (the target words aligned to its words, else those its words attended to
+        most); by position when it wraps no word."""
         element = self.elements.get(tag.element) if tag.element is not None else None
         if element is not None:
-            low, high = (tag.start, min(element.end, sentence[1])) if tag.opens else (max(element.start, sentence[0]), tag.start)
+            if tag.opens:  # what it wraps within this sentence: from the tag on, or up to it
+                low, high = tag.start, min(element.end, sentence[1])
+            else:
+                low, high = max(element.start, sentence[0]), tag.start
             covered = {w for w, (a, b) in enumerate(source_words) if a < high and b > low}
-            run = _longest_run([j for j, w in enumerate(aligned) if w in covered])
+            run = (_longest_run([j for j, w in enumerate(aligned) if w in covered])
+                   or _longest_run(sorted({sources[w] for w in covered})))
             if run:
                 return run[0] if tag.opens else run[1] + 1
         before = sum(1 for _, b in source_words if b <= tag.start)
@@ -408,25 +415,19 @@ def _block(items: list[_Item], language: str, fits, limit_name: str) -> _Block:
     for tag in items:
         if tag.kind == "tag":
             tag.by_punctuation = _by_punctuation(text, tag.start, tag.opens)
-    kept += [(e.start, e.end) for e in elements.values() if e.end > e.start and not translatable_parts(text, (e.start, e.end))]
+    kept += [(e.start, e.end) for e in elements.values()  # elements with nothing to translate: kept whole
+             if e.end > e.start and not translatable_parts(text, (e.start, e.end))]
     segmented = segment(text, language, fits, limit_name, kept=kept, lines=False)
     return _Block(items, text, elements, segmented, _spans(segmented))
 
 
 def _by_punctuation(text: str, position: int, opens: bool) -> bool:
-    """Whether a tag at `position` sits inside a word, with only punctuation on one side of it up to the word's
-    edge ('„<b>Hund', 'Hund</b>.')."""
-    if not (0 < position < len(text)) or text[position - 1].isspace() or text[position].isspace():
-        return False
+    """Whether the element's text starts (for its opening tag) or ends (closing) with a letter or digit: then
+    the tag stays inside the punctuation around the translated word ('„<b>Hund', '<b>Hund</b> läuft.' giving
+    '<b>dog</b>.', not '<b>dog.</b>')."""
     if opens:
-        start = position
-        while start > 0 and not text[start - 1].isspace():
-            start -= 1
-        return not any(c.isalnum() for c in text[start:position])
-    end = position
-    while end < len(text) and not text[end].isspace():
-        end += 1
-    return not any(c.isalnum() for c in text[position:end])
+        return position < len(text) and text[position].isalnum()
+    return position > 0 and text[position - 1].isalnum()
 
 
 def _flat(text: str) -> str:

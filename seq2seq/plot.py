@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
 
 
 def plot_learning_curve(records: Sequence[dict], path: str | Path) -> None:
@@ -30,7 +33,8 @@ def plot_learning_curve(records: Sequence[dict], path: str | Path) -> None:
     tmp.replace(path)
 
 
-def plot_attention(source_pieces: Sequence[str], target_pieces: Sequence[str], attention, path: str | Path) -> None:
+def plot_attention(source_pieces: Sequence[str], target_pieces: Sequence[str], attention: torch.Tensor,
+                   path: str | Path) -> None:
     """Heatmap of one sentence's attention: target pieces (rows, EOS last) × source pieces (columns, EOS last)."""
     weights = attention.float().cpu().numpy()
     rows, cols = list(target_pieces) + ["</s>"], list(source_pieces) + ["</s>"]

@@ -23,7 +23,8 @@ class Attention(nn.Module):
         """query: (B, K, Hq), keys → (B, K, S) unnormalised scores."""
         raise NotImplementedError
 
-    def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor):
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """query: (B·K, Hq), K rows per sentence; memory: (B, S, D); mask: (B, S) true on real tokens
         → context (B·K, D), weights (B·K, S)."""
         B = memory.size(0)

@@ -8,7 +8,7 @@ sentence, and the output layer once over all steps.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 from torch import nn
@@ -16,6 +16,9 @@ from torch import nn
 from seq2seq.data import PAD
 from seq2seq.model.attention import Attention
 from seq2seq.model.dropout import ByteDropout
+
+EncoderFinal = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]  # h (L·dirs, B, H), or (h, c) for an LSTM
+LayerStates = list[torch.Tensor]  # one (B, H) state per decoder layer
 
 OutputLayer = Callable[[torch.Tensor], torch.Tensor]  # attentional output (N, O) → logits (N, V)
 
@@ -30,7 +33,8 @@ class RecurrentCell(nn.Module):
         self.input_proj = nn.Linear(input_size, num_gates * hidden_size)
         self.hidden_proj = nn.Linear(hidden_size, num_gates * hidden_size, bias=kind == "gru")
 
-    def step(self, gates_in: torch.Tensor, h: torch.Tensor, c: Optional[torch.Tensor]):
+    def step(self, gates_in: torch.Tensor, h: torch.Tensor,
+             c: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """gates_in: (B, G·H) projected input, h, c: (B, H) → new (h, c); c is None for a GRU."""
         hidden_gates = self.hidden_proj(h)
         H = self.hidden_size
@@ -51,7 +55,7 @@ class RecurrentCell(nn.Module):
 class Bridge(nn.Module):
     """Maps the encoder's final states (all layers and directions) to the decoder's initial state per layer."""
 
-    def __init__(self, encoder_state_size: int, decoder_layers: int, decoder_hidden: int, has_cell: bool):
+    def __init__(self, *, encoder_state_size: int, decoder_layers: int, decoder_hidden: int, has_cell: bool):
         super().__init__()
         self.decoder_layers, self.decoder_hidden = decoder_layers, decoder_hidden
         self.h_proj = nn.Linear(encoder_state_size, decoder_layers * decoder_hidden)
@@ -62,7 +66,7 @@ class Bridge(nn.Module):
         mapped = torch.tanh(proj(flat)).view(-1, self.decoder_layers, self.decoder_hidden)
         return list(mapped.unbind(1))  # decoder_layers × (B, Hd)
 
-    def forward(self, final):
+    def forward(self, final: EncoderFinal) -> tuple[LayerStates, Optional[LayerStates]]:
         if self.c_proj is None:
             return self._map(self.h_proj, final), None
         h, c = final
@@ -72,7 +76,7 @@ class Bridge(nn.Module):
 class DirectBridge(nn.Module):
     """Starts decoder layer i from encoder layer i's final state, directions concatenated, with no parameters."""
 
-    def __init__(self, encoder_layers: int, directions: int):
+    def __init__(self, *, encoder_layers: int, directions: int):
         super().__init__()
         self.encoder_layers, self.directions = encoder_layers, directions
 
@@ -81,7 +85,7 @@ class DirectBridge(nn.Module):
         per_layer = state.view(self.encoder_layers, self.directions, B, H).permute(0, 2, 1, 3)
         return list(per_layer.reshape(self.encoder_layers, B, self.directions * H).unbind(0))  # L × (B, dirs·H)
 
-    def forward(self, final):
+    def forward(self, final: EncoderFinal) -> tuple[LayerStates, Optional[LayerStates]]:
         if isinstance(final, torch.Tensor):
             return self._map(final), None
         h, c = final
@@ -117,7 +121,7 @@ class DecoderState:
 
 
 class Decoder(nn.Module):
-    def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
+    def __init__(self, *, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
                  output_size: int, memory_size: int, attention: Attention, dropout: float, rnn: str,
                  attentional_activation: str):
         super().__init__()
@@ -134,7 +138,8 @@ class Decoder(nn.Module):
         self.output_size = output_size
         self.generator = nn.Linear(output_size, vocab_size)
 
-    def init_state(self, memory: torch.Tensor, mask: torch.Tensor, h: list[torch.Tensor], c) -> DecoderState:
+    def init_state(self, memory: torch.Tensor, mask: torch.Tensor, h: LayerStates,
+                   c: Optional[LayerStates]) -> DecoderState:
         feed = memory.new_zeros(memory.size(0), self.output_size)
         return DecoderState(h, c, feed, memory, self.attention.prepare_keys(memory), mask)
 
@@ -154,7 +159,7 @@ class Decoder(nn.Module):
         return output, weights, state
 
     def step(self, tokens: torch.Tensor, state: DecoderState,
-             output_layer: Optional[OutputLayer] = None):
+             output_layer: Optional[OutputLayer] = None) -> tuple[torch.Tensor, torch.Tensor, DecoderState]:
         """One decoding step. tokens: (B,) previous ids → logits (B, V), attention (B, S), new state.
 
         `output_layer` maps the attentional output (B, O) to logits: the generator unless given

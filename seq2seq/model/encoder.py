@@ -12,7 +12,7 @@ RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
 class Encoder(nn.Module):
-    def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
+    def __init__(self, *, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
                  bidirectional: bool, dropout: float, rnn: str, output_dropout: float):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)

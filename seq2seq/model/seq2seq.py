@@ -41,9 +41,10 @@ def _init_weights(model: nn.Module, init_range: float) -> None:
 
 def _build_bridge(config: ModelConfig) -> Bridge | DirectBridge:
     if config.bridge == "direct":
-        return DirectBridge(config.encoder_layers, 2 if config.bidirectional else 1)
+        return DirectBridge(encoder_layers=config.encoder_layers, directions=2 if config.bidirectional else 1)
     encoder_state_size = config.encoder_layers * config.encoder_output_size
-    return Bridge(encoder_state_size, config.decoder_layers, config.decoder_hidden, has_cell=config.rnn == "lstm")
+    return Bridge(encoder_state_size=encoder_state_size, decoder_layers=config.decoder_layers,
+                  decoder_hidden=config.decoder_hidden, has_cell=config.rnn == "lstm")
 
 
 def _memory_dropout(config: ModelConfig) -> float:
@@ -52,15 +53,18 @@ def _memory_dropout(config: ModelConfig) -> float:
 
 def build_model(config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
     """Wire encoder, bridge, attention and decoder from the model section of the config."""
-    encoder = Encoder(src_vocab_size, config.embedding_size, config.encoder_hidden, config.encoder_layers,
-                      config.bidirectional, config.dropout, config.rnn, _memory_dropout(config))
+    encoder = Encoder(vocab_size=src_vocab_size, embedding_size=config.embedding_size,
+                      hidden_size=config.encoder_hidden, num_layers=config.encoder_layers,
+                      bidirectional=config.bidirectional, dropout=config.dropout, rnn=config.rnn,
+                      output_dropout=_memory_dropout(config))
     bridge = _build_bridge(config)
     # Tied embeddings need the attentional vector in embedding space, since it feeds the output layer.
     output_size = config.embedding_size if config.tie_embeddings else config.decoder_hidden
     attention = build_attention(config.attention, config.decoder_hidden, encoder.output_size)
-    decoder = Decoder(tgt_vocab_size, config.embedding_size, config.decoder_hidden, config.decoder_layers,
-                      output_size, encoder.output_size, attention, config.dropout, config.rnn,
-                      config.attentional_activation)
+    decoder = Decoder(vocab_size=tgt_vocab_size, embedding_size=config.embedding_size,
+                      hidden_size=config.decoder_hidden, num_layers=config.decoder_layers, output_size=output_size,
+                      memory_size=encoder.output_size, attention=attention, dropout=config.dropout, rnn=config.rnn,
+                      attentional_activation=config.attentional_activation)
     model = Seq2Seq(encoder, bridge, decoder)
     _init_weights(model, config.init_range)
     if config.tie_embeddings:
