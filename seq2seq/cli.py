@@ -66,7 +66,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
     from seq2seq.translate import Translator
 
     translator = Translator(args.checkpoint, device=args.device, batch_tokens=args.batch_size,
-                            quantize=args.quantize)
+                            quantize=_reduced_precision(args))
     options = _decode_options(translator, args)
     if args.document:
         return _translate_file(translator, options, Path(args.document), args.output)
@@ -135,7 +135,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     for path in (args.src, args.ref):
         _existing(path)
     translator = Translator(args.checkpoint, device=args.device, batch_tokens=args.batch_size,
-                            quantize=args.quantize)
+                            quantize=_reduced_precision(args))
     options = _decode_options(translator, args)
     hyp_out = open(args.output, "w", encoding="utf-8") if args.output else None
     try:
@@ -157,7 +157,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     from seq2seq.scoring import DEFAULT_SCORE_BATCH_TOKENS, score_pairs
     from seq2seq.translate import Translator
 
-    translator = Translator(args.checkpoint, device=args.device, quantize=args.quantize)
+    translator = Translator(args.checkpoint, device=args.device, quantize=_reduced_precision(args))
     sources, targets = read_lines(_existing(args.src)), read_lines(_existing(args.tgt))
     if len(sources) != len(targets):
         raise UserError(f"--src has {len(sources)} lines but --tgt has {len(targets)}")
@@ -198,7 +198,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
             raise UserError(f"--model expects SRC-TGT=CHECKPOINT, got {assignment!r}")
         models[label] = path
     settings = settings_from({"models": models, "checkpoints": args.checkpoint, "models_dir": args.models_dir, "host": args.host, "port": args.port,
-                              "device": args.device, "threads": args.threads, "quantize": args.quantize,
+                              "device": args.device, "threads": args.threads,
+                              "precision": _reduced_precision(args),
                               "api_keys": args.api_key})
     registry = load_registry(settings)  # before listening: a bad checkpoint is a one-line error, exit 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -279,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="default 8000 (SEQ2SEQ_PORT)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, help="torch CPU threads (default all cores)")
-    _add_quantize_argument(p)
+    _add_precision_argument(p)
     p.add_argument("--api-key", action="append", default=[], help="require this key (repeatable; SEQ2SEQ_API_KEYS)")
     p.set_defaults(func=cmd_serve)
 
@@ -296,13 +297,28 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--batch-size", type=int, help="source tokens × beam size per batch (default 20000: 4000 source "
                    "tokens at beam 5); for score, tokens of the longer side (default 4000)")
-    _add_quantize_argument(p)
+    _add_precision_argument(p)
 
 
-def _add_quantize_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quantize", choices=["int8", "bf16"],  # seq2seq.quantize.QUANTIZATIONS, without importing torch
-                   help="faster decoding at reduced precision: int8 dynamic quantization (CPU), or bf16 products "
-                        "(CPUs with AVX-512 BF16 or AMX, recent GPUs)")
+PRECISIONS = ("fp32", "bf16", "int8")  # seq2seq.quantize.QUANTIZATIONS and fp32, without importing torch
+
+
+def _add_precision_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="what decoding multiplies in: fp32 (default); bf16 runs the matrix products in bfloat16 "
+                        "(autocast: CPUs with AVX-512 BF16 or AMX, recent GPUs); int8 quantizes the weights "
+                        "dynamically (CPU only)")
+    p.add_argument("--quantize", choices=["int8", "bf16"], help=argparse.SUPPRESS)  # the old spelling, deprecated
+
+
+def _reduced_precision(args: argparse.Namespace) -> Optional[str]:
+    """'bf16' or 'int8' when asked for (None for fp32); the old --quantize still works, with a warning."""
+    if args.quantize:
+        print(f"seq2seq: warning: --quantize is deprecated, use --precision {args.quantize}", file=sys.stderr)
+        if args.precision not in (None, args.quantize):
+            raise UserError(f"--quantize {args.quantize} and --precision {args.precision} disagree")
+        return args.quantize
+    return None if args.precision in (None, "fp32") else args.precision
 
 
 def _add_decoding_arguments(p: argparse.ArgumentParser) -> None:

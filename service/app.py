@@ -49,7 +49,7 @@ class ServiceState:
     def start_decoding(self, registry: ModelRegistry) -> None:
         """Start the decoder process with the registry's models and the batcher that feeds it."""
         decoder = DecoderProcess({m.name: m.checkpoint for m in registry.models}, self.settings.device,
-                                 self.settings.batch_max_tokens, self.settings.threads, self.settings.quantize)
+                                 self.settings.batch_max_tokens, self.settings.threads, self.settings.reduced_precision)
         decoder.start()
         self.batcher.start(decoder)
 
@@ -164,7 +164,7 @@ def load_registry(settings: ServiceSettings) -> ModelRegistry:
     unnamed = list(settings.checkpoints)
     if settings.models_dir:
         unnamed += [str(path) for path in checkpoints_in_folder(settings.models_dir)]
-    return ModelRegistry.load(settings.models, settings.device, settings.batch_max_tokens, unnamed, settings.quantize)
+    return ModelRegistry.load(settings.models, settings.device, settings.batch_max_tokens, unnamed, settings.reduced_precision)
 
 
 def _load_registry(state: ServiceState) -> None:

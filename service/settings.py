@@ -1,6 +1,7 @@
 """Service settings: one validated pydantic model, filled from `seq2seq serve` flags or SEQ2SEQ_* variables."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import Literal, Mapping, Optional
 
@@ -24,8 +25,11 @@ class ServiceSettings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
     threads: Optional[int] = Field(default=None, gt=0, description="torch CPU threads; default all cores")
-    quantize: Optional[Literal["int8", "bf16"]] = Field(default=None, description="int8 dynamic quantization "
-                                                        "(CPU only) or bf16 products, as `translate --quantize`")
+    precision: Optional[Literal["fp32", "bf16", "int8"]] = Field(
+        default=None, description="what decoding multiplies in, as `translate --precision`: fp32 (default), bf16 "
+                                  "products (autocast), int8 dynamic quantization (CPU only)")
+    quantize: Optional[Literal["int8", "bf16"]] = Field(default=None, description="deprecated: the old name of "
+                                                        "precision (SEQ2SEQ_QUANTIZE)")
     # Request limits: all visible in /openapi.json through the request schemas.
     max_texts: int = Field(default=64, gt=0, description="texts (strings) per request")
     max_sentences: int = Field(default=256, gt=0, description="sentences per request, counted after splitting "
@@ -70,6 +74,20 @@ class ServiceSettings(BaseModel):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _precision_from_the_old_name(self):
+        if self.quantize is not None:
+            if self.precision not in (None, self.quantize):
+                raise ValueError(f"quantize ({self.quantize}) and precision ({self.precision}) disagree")
+            logging.getLogger("seq2seq.service").warning("the setting 'quantize' is deprecated; use 'precision'")
+            self.precision = self.quantize
+        return self
+
+    @property
+    def reduced_precision(self) -> Optional[str]:
+        """'bf16' or 'int8', or None for fp32: what the decoder process is given."""
+        return None if self.precision in (None, "fp32") else self.precision
 
     @model_validator(mode="after")
     def _queue_holds_a_whole_request(self):

@@ -266,9 +266,26 @@ def test_quantize_is_refused_off_the_cpu_and_for_unknown_kinds(tiny_run):
         quantize_for_decoding(model, "int8", torch.device("cuda"))
     with pytest.raises(UserError, match="unknown quantization"):
         quantize_for_decoding(model, "int4", torch.device("cpu"))
-    result = run_cli("translate", "--checkpoint", str(tiny_run / "checkpoints/best.pt"), "--quantize", "int8",
-                     "--beam-size", "2", stdin="Ein Hund läuft.\n")
-    assert result.returncode == 0 and result.stdout.strip(), result.stderr
+    checkpoint = str(tiny_run / "checkpoints/best.pt")
+    new = run_cli("translate", "--checkpoint", checkpoint, "--precision", "int8", "--beam-size", "2",
+                  stdin="Ein Hund läuft.\n")
+    assert new.returncode == 0 and new.stdout.strip() and "deprecated" not in new.stderr, new.stderr
+    old = run_cli("translate", "--checkpoint", checkpoint, "--quantize", "int8", "--beam-size", "2",
+                  stdin="Ein Hund läuft.\n")  # the old spelling still works, and says what replaces it
+    assert old.returncode == 0 and old.stdout == new.stdout and "use --precision int8" in old.stderr
+    both = run_cli("translate", "--checkpoint", checkpoint, "--quantize", "int8", "--precision", "bf16",
+                   stdin="Ein Hund läuft.\n")
+    assert both.returncode == 2 and "disagree" in both.stderr
+
+
+def test_the_service_takes_precision_and_the_old_quantize_setting():
+    from service.settings import ServiceSettings, settings_from
+
+    assert ServiceSettings(precision="bf16").reduced_precision == "bf16"
+    assert ServiceSettings(precision="fp32").reduced_precision is None
+    assert settings_from({}, environ={"SEQ2SEQ_QUANTIZE": "int8"}).reduced_precision == "int8"
+    with pytest.raises(UserError, match="disagree"):
+        settings_from({}, environ={"SEQ2SEQ_QUANTIZE": "int8", "SEQ2SEQ_PRECISION": "bf16"})
 
 
 @pytest.mark.parametrize("vocab", [8000, 7931, 129, 300])
