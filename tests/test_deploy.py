@@ -144,3 +144,9 @@ def test_kustomization_builds():
     out = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert {doc["kind"] for doc in yaml.safe_load_all(out.stdout)} >= {"Deployment", "Service", "HorizontalPodAutoscaler"}
+
+
+def test_every_service_setting_is_documented_in_the_readme():
+    """The operator's reference (README, "Serving") names every SEQ2SEQ_* setting that service/settings.py has."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert [n for n in ServiceSettings.model_fields if f"SEQ2SEQ_{n.upper()}" not in readme] == []
