@@ -30,6 +30,7 @@ from seq2seq.translate import Translator
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
 TAIL = ' <a href="https://example.org/bild?id=1">https://example.org/bild?id=1</a> @alice 🎉'
+TAIL_TEXT = " https://example.org/bild?id=1 @alice 🎉"  # the tail without its markup
 
 
 def _bold_one_word(sentence: str, index: int) -> str:
@@ -64,8 +65,6 @@ def text_of(document: str) -> str:
     reader.feed(document)
     return "".join(reader.parts).replace(TAIL_TEXT, "").strip()
 
-
-TAIL_TEXT = " https://example.org/bild?id=1 @alice 🎉"
 
 
 def run(checkpoint: str, k: int, repeats: int, beam_sizes: list[int]) -> list[dict]:

@@ -138,11 +138,16 @@ class _Block:
     elements: dict[int, _Element]
     segmented: Segmented
     spans: list[Span] = field(default_factory=list)
+    inner: list[list[_Item]] = field(init=False)  # each sentence's inline tags, placed by its translation
+
+    def __post_init__(self) -> None:
+        self.inner = [[i for i in self.items if i.kind == "tag" and s < i.start < e] for s, e in self.spans]
 
     def render(self, translations: Sequence[Translation]) -> str:
         out, done = [], set()
+        placed = {id(tag) for tags in self.inner for tag in tags}
         for item in self.items:
-            if item.kind == "kept" or (item.kind == "tag" and self._fragment_at(item.start) is None):
+            if item.kind == "kept" or (item.kind == "tag" and id(item) not in placed):
                 out.append(item.raw)
                 continue
             if item.kind == "tag":
@@ -154,13 +159,6 @@ class _Block:
                     done.add(fragment)
                     out.append(self._translated(fragment, translations[fragment]))
         return "".join(out)
-
-    def inner_tags(self, fragment: int) -> list[_Item]:
-        start, end = self.spans[fragment]
-        return [i for i in self.items if i.kind == "tag" and start < i.start < end]
-
-    def _fragment_at(self, position: int) -> Optional[int]:
-        return next((k for k, (s, e) in enumerate(self.spans) if s < position < e), None)
 
     def _cut(self, item: _Item) -> list[tuple[int, int, Optional[int]]]:
         """A text item's range split where sentences start and end: (start, end, sentence or None)."""
@@ -186,7 +184,7 @@ class _Block:
         aligned = align_words(translation, len(source_words), len(words))
         sources = align_sources(translation, len(source_words), len(words))
         placed, at_least = {}, 0
-        for tag in self.inner_tags(fragment):  # in source order, never before an earlier one: well nested
+        for tag in self.inner[fragment]:  # in source order, never before an earlier one: well nested
             index = self._target_index(tag, (start, end), source_words, aligned, sources, len(words))
             at_least = max(at_least, index)
             placed.setdefault(at_least, []).append(tag)
@@ -260,7 +258,7 @@ def _longest_run(indices: list[int]) -> Optional[tuple[int, int]]:
 
 def _source_of(item: _Item, start: int, end: int) -> str:
     """The source text of part of a text item (an entity is kept whole, with its first character)."""
-    if item.raw == item.text or len(item.raw) == len(item.text):
+    if len(item.raw) == len(item.text):  # plain text: its source is itself
         return item.raw[start - item.start:end - item.start]
     return item.raw if start == item.start else ""
 
@@ -280,7 +278,7 @@ class HtmlDocument:
     @property
     def needs_attention(self) -> bool:
         """Whether any sentence has inline tags inside it (placed through the attention)."""
-        return any(block.inner_tags(k) for block in self._blocks() for k in range(len(block.spans)))
+        return any(tags for block in self._blocks() for tags in block.inner)
 
     def render(self, translations: Sequence[Translation]) -> str:
         if len(translations) != len(self.sentences):

@@ -41,7 +41,7 @@ def translatable_parts(text: str, span: Span, kept: Sequence[Span] = ()) -> list
     """text[span] cut at its protected spans (and at `kept`, spans the caller protects): the parts that hold a
     letter, without their surrounding whitespace. Everything else stays between them, as sent."""
     start, end = span
-    around = sorted([s for s in protected_spans(text, start, end)] + [k for k in kept if start <= k[0] < end])
+    around = sorted(protected_spans(text, start, end) + [k for k in kept if start <= k[0] < end])
     parts: list[Span] = []
     cursor = start
     for span_start, span_end in around + [(end, end)]:
