@@ -34,12 +34,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(checkpoint: str, port: int, threads: int | None) -> subprocess.Popen:
+def start_server(checkpoints: str | list[str], port: int, threads: int | None = None) -> subprocess.Popen:
+    """`seq2seq serve` on `port` serving `checkpoints`, once /ready answers 200."""
     env = {**os.environ, "SEQ2SEQ_QUEUE_SENTENCES": "100000"}
     if threads:
         env["SEQ2SEQ_THREADS"] = str(threads)
-    process = subprocess.Popen([sys.executable, "-m", "seq2seq", "serve", "--checkpoint", checkpoint, "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    paths = [checkpoints] if isinstance(checkpoints, str) else checkpoints
+    command = [sys.executable, "-m", "seq2seq", "serve", "--port", str(port)]
+    for path in paths:
+        command += ["--checkpoint", path]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     for _ in range(600):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
