@@ -93,11 +93,12 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return stale
 
 
-def read_checkpoint(path: str | Path) -> dict:
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     """Load and check a checkpoint file; anything else is a UserError with one clear line.
 
     torch.load(weights_only=True) unpickles only tensors and plain containers, so a file crafted to run
-    code when unpickled is refused before any of it runs.
+    code when unpickled is refused before any of it runs. With `mmap` the tensors stay in the file until
+    read, so a caller that needs only the config and tokenizers never holds the weights in memory.
     """
     path = Path(path)
     if not path.is_file():
@@ -105,7 +106,7 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols; the one line below says enough
             warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         blocked = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line or "reduce" in line]
         if blocked:  # the file asks to import or call something: a checkpoint never does
@@ -133,32 +134,55 @@ def _first_line(err: BaseException) -> str:
 
 
 @dataclass
-class LoadedModel:
+class ModelCard:
+    """What a checkpoint says about its model without the weights: enough to route, split and validate requests."""
+
     config: Config
-    model: Seq2Seq
     src_tokenizer: Tokenizer
     tgt_tokenizer: Tokenizer
     metrics: dict[str, Any]
 
 
-def model_from_checkpoint(payload: dict, device: torch.device | str = "cpu") -> LoadedModel:
-    """Rebuild the model and tokenizers; a checkpoint whose parts do not fit together is a UserError."""
+@dataclass
+class LoadedModel(ModelCard):
+    model: Seq2Seq
+
+
+def _damaged(err: BaseException) -> UserError:
+    return UserError(f"damaged seq2seq checkpoint: its tokenizers or weights do not match its config ({_first_line(err)})")
+
+
+def card_from_checkpoint(payload: dict) -> ModelCard:
+    """The config, tokenizers and metrics of a checkpoint read by `read_checkpoint`."""
     config = config_from_dict(payload["config"])
     try:
         src_tok = Tokenizer(payload["tokenizers"]["source"])
         tgt_tok = Tokenizer(payload["tokenizers"]["target"])
-        model = build_model(config.model, src_tok.vocab_size, tgt_tok.vocab_size)
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as err:
+        raise _damaged(err) from None
+    return ModelCard(config, src_tok, tgt_tok, payload.get("metrics", {}))
+
+
+def model_from_checkpoint(payload: dict, device: torch.device | str = "cpu") -> LoadedModel:
+    """Rebuild the model and tokenizers; a checkpoint whose parts do not fit together is a UserError."""
+    card = card_from_checkpoint(payload)
+    try:
+        model = build_model(card.config.model, card.src_tokenizer.vocab_size, card.tgt_tokenizer.vocab_size)
         model.load_state_dict(payload["model"])
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as err:
-        raise UserError(f"damaged seq2seq checkpoint: its tokenizers or weights do not match its config "
-                        f"({_first_line(err)})") from None
+        raise _damaged(err) from None
     model.to(device).eval()
-    return LoadedModel(config, model, src_tok, tgt_tok, payload.get("metrics", {}))
+    return LoadedModel(card.config, card.src_tokenizer, card.tgt_tokenizer, card.metrics, model)
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
     """Read a checkpoint file and rebuild its model and tokenizers, ready to translate."""
     return model_from_checkpoint(read_checkpoint(path), device)
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """A checkpoint's config and tokenizers, its weights left unread in the file."""
+    return card_from_checkpoint(read_checkpoint(path, mmap=True))
 
 
 def checkpoints_in(directory: str | Path) -> list[Path]:

@@ -147,6 +147,16 @@ class DecodeConfig(Section):
         return self
 
 
+def decoding_options(defaults: DecodeConfig, **overrides: Any) -> DecodeConfig:
+    """`defaults` (a checkpoint's) with `overrides` (None values ignored), validated; a UserError if invalid."""
+    settings = defaults.model_dump()
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return DecodeConfig(**settings)
+    except ValidationError as err:
+        raise UserError(f"invalid decoding option: {format_validation_error(err)}") from None
+
+
 class Config(Section):
     name: str = "model"
     run_dir: str = "runs/model"

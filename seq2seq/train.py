@@ -1,36 +1,34 @@
-"""Training: data preparation, the step (teacher forcing, label smoothing, clipping), validation,
-early stopping, checkpoints and exact resume."""
+"""Training: data preparation, the loop, validation and early stopping. The step itself is seq2seq.step's;
+checkpoints, RNG state and exact resume are seq2seq.run_state's."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import sacrebleu
 import torch
-import torch.nn.functional as F
+import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from seq2seq import distributed
 from seq2seq.allocator import keep_large_blocks
-from seq2seq.checkpoint import (CheckpointWriteError, make_checkpoint, read_checkpoint, remove_stale_temporaries,
-                                save_checkpoint)
+from seq2seq.checkpoint import CheckpointWriteError
 from seq2seq.config import Config, DecodeConfig
-from seq2seq.data import PAD, Batch, ParallelDataset, clean_pairs, keep_pair, read_parallel
+from seq2seq.data import Batch, ParallelDataset, clean_pairs, keep_pair, read_parallel
 from seq2seq.distributed import SINGLE, World
 from seq2seq.errors import UserError
 from seq2seq.faults import fault_point
 from seq2seq.model import Seq2Seq, build_model
-from seq2seq.plot import plot_learning_curve
-from seq2seq.precision import autocast, mixed_precision_dtype
+from seq2seq.precision import mixed_precision_dtype
+from seq2seq.run_state import RunState, open_run
 from seq2seq.schedule import LRSchedule
+from seq2seq.step import TrainingStep, make_optimizer, make_scaler, token_loss_sum
 from seq2seq.tokenizer import Tokenizer, train_tokenizers
 from seq2seq.translate import resolve_device, translate_texts
 
@@ -72,33 +70,6 @@ def prepare_data(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer
     return PreparedData(train, valid, valid_src, valid_ref, src_tok, tgt_tok)
 
 
-@dataclass
-class Progress:
-    """Counters that, with the model, optimizer, schedule and RNG, make a run resumable exactly."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    elapsed_seconds: float = 0.0
-    best_score: Optional[float] = None  # higher is better (negated loss when stopping on loss)
-    best_step: int = 0
-    stalled_validations: int = 0
-    loss_sum: float = 0.0  # training loss since the last validation
-    loss_tokens: int = 0
-    history: list = field(default_factory=list)
-
-
-def fused_adam_available(device: torch.device) -> bool:
-    """Fused Adam runs on CUDA, and on CPU from torch 2.4 (`torch.__version__` compares as a version)."""
-    return device.type == "cuda" or torch.__version__ >= "2.4"
-
-
-def token_loss_sum(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Summed cross-entropy over non-padding target tokens. logits: (B, T, V), targets: (B, T)."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD,
-                           label_smoothing=label_smoothing, reduction="sum")
-
-
 @torch.no_grad()
 def validation_loss(model: Seq2Seq, data: ParallelDataset, device: torch.device) -> float:
     """Mean negative log-likelihood per target token (no label smoothing)."""
@@ -113,119 +84,59 @@ def validation_loss(model: Seq2Seq, data: ParallelDataset, device: torch.device)
 
 
 class Trainer:
-    """Owns one run: model, optimizer, schedule and progress; `run()` trains until a stop condition."""
+    """Owns one run's loop: data, model, schedule and progress; `run()` trains until a stop condition.
+    The step is a TrainingStep's; checkpoints, RNG and the metrics log are a RunState's."""
 
     def __init__(self, config: Config, run_dir: Path, resume: bool = False, world: World = SINGLE):
         self.config, self.run_dir, self.world = config, run_dir, world
-        self.ckpt_dir = run_dir / "checkpoints"
         self.device = distributed.start(world, resolve_device(config.train.device))
         torch.set_num_threads(distributed.default_threads(world, config.train.threads))
         keep_large_blocks()
-        resume_payload = self._resume_payload() if resume and world.is_main else None
-        if world.is_main:
-            self._check_run_dir(resume_payload)
-        tokenizers = None
-        if resume_payload:
-            tokenizers = (Tokenizer(resume_payload["tokenizers"]["source"]), Tokenizer(resume_payload["tokenizers"]["target"]))
-        if world.is_main:
-            self.data = prepare_data(config, tokenizers)
-        # Every rank continues from rank 0's checkpoint and tokenizers (read or trained once, on rank 0),
-        # so other nodes need neither the run directory nor a SentencePiece training of their own.
-        resume_payload, protos = distributed.broadcast_from_main(
-            world, (resume_payload, self._tokenizer_protos() if world.is_main else None), self.device)
-        if not world.is_main:
-            self.data = prepare_data(config, (Tokenizer(protos[0]), Tokenizer(protos[1])))
-        self.saved_step: Optional[int] = resume_payload["train_state"]["progress"]["step"] if resume_payload else None
+        resume_payload = self._load(resume)
         torch.manual_seed(config.seed)
         self.model = build_model(config.model, self.data.src_tokenizer.vocab_size, self.data.tgt_tokenizer.vocab_size).to(self.device)
         if world.distributed:  # different dropout on each rank; the model above is the same on all
             torch.manual_seed(config.seed * world.size + world.rank)
-        self.optimizer = self._make_optimizer()
         self.schedule = LRSchedule(config.train)
         self.batches_per_epoch = max(1, len(self.data.train.epoch_batches(0)))  # near enough for every epoch
-        self.progress = Progress()
-        self.amp_dtype = mixed_precision_dtype(config.train.amp, self.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        if resume_payload:
-            self._restore(resume_payload)
-        elif world.is_main:  # a run killed before its first checkpoint starts over: forget what it logged
-            (run_dir / "metrics.jsonl").write_text("")
-        self.network = self._wrap_for_ranks()
+        amp_dtype = mixed_precision_dtype(config.train.amp, self.device)
+        optimizer, scaler = make_optimizer(self.model, config.train, self.device), make_scaler(amp_dtype)
+        self.run_state = RunState(config=config, run_dir=run_dir, world=world, device=self.device, model=self.model,
+                                  optimizer=optimizer, schedule=self.schedule, scaler=scaler,
+                                  tokenizers=(self.data.src_tokenizer, self.data.tgt_tokenizer))
+        self.progress = self.run_state.restore(resume_payload) if resume_payload else self.run_state.start()
+        # Wrapped after the restore, so DDP starts from the restored weights.
+        self.step = TrainingStep(model=self.model, network=self._wrap_for_ranks(), optimizer=optimizer, scaler=scaler,
+                                 train_config=config.train, device=self.device, amp_dtype=amp_dtype)
         log.info("model: %.2fM parameters on %s%s", sum(p.numel() for p in self.model.parameters()) / 1e6, self.device,
                  f", rank 0 of {world.size}" if world.distributed else "")
 
     # --- set-up -----------------------------------------------------------------------------------
-    def _check_run_dir(self, resume_payload: Optional[dict]) -> None:
-        """Refuse to overwrite a run; remove temporaries a killed run left."""
-        if resume_payload is None and (self.ckpt_dir / "last.pt").exists():
-            raise UserError(f"{self.run_dir} already holds a run: pass --resume to continue it, or choose another --run-dir")
-        for stale in remove_stale_temporaries(self.ckpt_dir) if self.ckpt_dir.is_dir() else []:
-            log.info("removed %s, left half-written by an interrupted run", stale.name)
+    def _load(self, resume: bool) -> Optional[dict]:
+        """Set self.data; return the checkpoint to resume from, if any.
 
-    def _tokenizer_protos(self) -> tuple[bytes, bytes]:
-        return self.data.src_tokenizer.model_proto, self.data.tgt_tokenizer.model_proto
+        Every rank continues from rank 0's checkpoint and tokenizers (read or trained once, on rank 0),
+        so other nodes need neither the run directory nor a SentencePiece training of their own."""
+        shared = self._load_on_main(resume) if self.world.is_main else None
+        resume_payload, protos = distributed.broadcast_from_main(self.world, shared, self.device)
+        if not self.world.is_main:
+            self.data = prepare_data(self.config, (Tokenizer(protos[0]), Tokenizer(protos[1])))
+        return resume_payload
+
+    def _load_on_main(self, resume: bool) -> tuple[Optional[dict], tuple[bytes, bytes]]:
+        """Rank 0: open the run directory, prepare the data; return the resume payload and tokenizer protos."""
+        resume_payload = open_run(self.run_dir, self.config, resume)
+        tokenizers = None
+        if resume_payload:
+            tokenizers = (Tokenizer(resume_payload["tokenizers"]["source"]), Tokenizer(resume_payload["tokenizers"]["target"]))
+        self.data = prepare_data(self.config, tokenizers)
+        return resume_payload, (self.data.src_tokenizer.model_proto, self.data.tgt_tokenizer.model_proto)
 
     def _wrap_for_ranks(self) -> torch.nn.Module:
         """The module the training step runs: under torchrun, DDP (gradients averaged across ranks)."""
         if not self.world.distributed:
             return self.model
         return DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        t = self.config.train
-        cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-        # The fused kernel updates each parameter in one pass: 15.8 ms unfused, 5.9 ms fused (python -m bench.micro).
-        return cls(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused_adam_available(self.device))
-
-    def _resume_payload(self) -> Optional[dict]:
-        path = self.ckpt_dir / "last.pt"
-        if not path.exists():
-            log.info("--resume: no checkpoint in %s yet, starting a new run", self.ckpt_dir)
-            return None
-        payload = read_checkpoint(path)
-        if payload.get("train_state") is None:
-            raise UserError(f"{path} has no training state to resume from")
-        for section in ("model", "tokenizer", "data"):
-            if payload["config"][section] != getattr(self.config, section).model_dump(mode="json"):
-                raise UserError(f"--resume: the '{section}' section differs from the checkpoint's; use a new --run-dir")
-        return payload
-
-    def _restore(self, payload: dict) -> None:
-        state = payload["train_state"]
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.progress = Progress(**state["progress"])
-        if self.world.distributed:
-            self._restore_rank_rng(state["rng"].get("ranks"))
-        else:
-            torch.set_rng_state(state["rng"]["cpu"])
-            if torch.cuda.is_available() and state["rng"].get("cuda"):
-                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        # Validations logged after the checkpoint was written are replayed, so drop them from the file.
-        if self.world.is_main:
-            (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in self.progress.history))
-        log.info("resumed at step %d (epoch %d, batch %d)", self.progress.step, self.progress.epoch, self.progress.batch_in_epoch)
-
-    def _restore_rank_rng(self, saved: Optional[list]) -> None:
-        """This rank's own RNG state, saved by the same number of ranks; else a fresh per-rank seed."""
-        if saved is None or len(saved) != self.world.size:
-            log.warning("--resume: the checkpoint was written by %s rank(s), not %d: dropout draws are not replayed",
-                        len(saved) if saved else 1, self.world.size)
-            torch.manual_seed(self.config.seed * self.world.size + self.world.rank + self.progress.step)
-            return
-        mine = saved[self.world.rank]
-        torch.set_rng_state(mine["cpu"])
-        if self.device.type == "cuda" and mine.get("cuda") is not None:
-            torch.cuda.set_rng_state(mine["cuda"], self.device)
-
-    def _rank_rng(self) -> dict:
-        rng = {"cpu": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return rng
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -264,7 +175,7 @@ class Trainer:
                     stop_reason = self._validate(window_tokens / max(window_time, 1e-9)) or stop_reason
                     window_tokens, window_time = 0, 0.0
                 elif p.step % (t.save_every or t.valid_every) == 0:
-                    self._save_checkpoints()
+                    self.run_state.save(p)
                 if stop_reason:
                     break
             else:
@@ -277,8 +188,6 @@ class Trainer:
 
     def _agree(self, loss_sum: float, elapsed: float) -> tuple[float, float]:
         """The loss summed over ranks, and rank 0's clock: every rank then takes the same stop decisions."""
-        if not self.world.distributed:
-            return loss_sum, elapsed
         total, main_elapsed = distributed.sum_over_ranks(self.world, [loss_sum, elapsed if self.world.is_main else 0.0],
                                                          self.device)
         return total, main_elapsed
@@ -304,47 +213,20 @@ class Trainer:
         return min(1.0, max(used))
 
     def _train_step(self, batches: list[Batch]) -> tuple[float, int]:
-        """One optimizer step over this rank's micro-batches; returns this rank's loss sum and the
-        target tokens of the whole step (all micro-batches of all ranks)."""
-        t = self.config.train
-        batches = [batch.to(self.device) for batch in batches]
-        self.model.train()
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.schedule.lr(self.progress.step, self._budget_used())
+        """One optimizer step over this rank's micro-batches at the schedule's rate; returns this rank's
+        loss sum and the target tokens of the whole step (all micro-batches of all ranks)."""
+        self.step.set_lr(self.schedule.lr(self.progress.step, self._budget_used()))
         tokens = self._step_tokens(batches)
         # The gradient is that of the loss per token of the whole step, as one large batch would give;
         # DDP averages gradients over ranks, so each rank's share is scaled up by the number of ranks.
-        divisor = tokens / self.world.size if self.world.distributed else tokens
-        self.optimizer.zero_grad(set_to_none=True)
-        loss_sum = 0.0
-        for index, batch in enumerate(batches):
-            last = index == len(batches) - 1
-            with nullcontext() if last or not self.world.distributed else self.network.no_sync():
-                micro_loss = self._forward_loss(batch)
-                self.scaler.scale(micro_loss / divisor).backward()  # all-reduces gradients on the last one only
-            loss_sum += float(micro_loss.detach())
-        fault_point("train-step")
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return loss_sum, tokens
-
-    def _forward_loss(self, batch: Batch) -> torch.Tensor:
-        """Summed (label-smoothed) loss of one micro-batch, under autocast when mixed precision is on."""
-        t = self.config.train
-        with autocast(self.device, self.amp_dtype):
-            logits = self.network(batch.src, batch.src_lengths, batch.tgt_in, t.scheduled_sampling)
-            return token_loss_sum(logits, batch.tgt_out, t.label_smoothing)
+        return self.step(batches, tokens / self.world.size), tokens
 
     def _step_tokens(self, batches: list[Batch]) -> int:
         """Target tokens in this step's micro-batches, summed over ranks."""
         local = sum(batch.num_tgt_tokens for batch in batches)
-        if not self.world.distributed:
-            return local
         return int(distributed.sum_over_ranks(self.world, [float(local)], self.device)[0])
 
-    # --- validation and checkpoints ----------------------------------------------------------------
+    # --- validation ---------------------------------------------------------------------------------
     def _validate(self, tokens_per_sec: float) -> Optional[str]:
         """Validate, log, plot, checkpoint; return a reason to stop early, if any.
 
@@ -365,9 +247,8 @@ class Trainer:
         log.info("step %d epoch %.2f | train %.3f valid %.3f ppl %.2f BLEU %.2f | lr %.2e | %.0f tok/s%s",
                  p.step, record["epoch"], record["train_loss"], record["valid_loss"], record["valid_ppl"], record["bleu"],
                  record["lr"], tokens_per_sec, " | new best" if improved else "")
-        if self.world.is_main:
-            self._write_metrics(record)
-        self._save_checkpoints(best=improved, step_copy=True)
+        self.run_state.log_metrics(record, p.history)
+        self.run_state.save(p, best=improved, step_copy=True)
         if p.stalled_validations >= t.early_stopping.patience:
             return f"early stopping: {t.early_stopping.metric} did not improve for {p.stalled_validations} validations"
         return None
@@ -386,44 +267,6 @@ class Trainer:
             "valid_ppl": math.exp(min(valid_loss, 50.0)), "bleu": bleu, "lr": self.schedule.lr(p.step, self._budget_used()),
             "tokens_per_sec": round(tokens_per_sec, 1), "elapsed_sec": round(p.elapsed_seconds, 1),
         }
-
-    def _write_metrics(self, record: dict) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        plot_learning_curve(self.progress.history, self.run_dir / "learning_curve.png")
-
-    def _train_state(self) -> dict:
-        """Optimizer, schedule, progress and RNG; under torchrun it gathers every rank's RNG, so all ranks call it."""
-        rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        if self.world.distributed:
-            rng["ranks"] = distributed.gather_objects(self.world, self._rank_rng())
-        return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-                "scaler": self.scaler.state_dict(), "progress": asdict(self.progress), "rng": rng}
-
-    def _save_checkpoints(self, best: bool = False, step_copy: bool = False) -> None:
-        """Save last.pt; at validations also best.pt (when improved) and step_N.pt, keeping the newest
-        `keep_last` of those. last.pt goes last: it is what --resume reads, so once it names this step
-        every other file of this step is already complete, and a crash before it replays the step.
-        Under torchrun every rank calls this (for the RNG states) and only rank 0 writes."""
-        train_state = self._train_state()
-        if not self.world.is_main:
-            self.saved_step = self.progress.step
-            return
-        if best:
-            save_checkpoint(make_checkpoint(self.config, self.model, self.data.src_tokenizer, self.data.tgt_tokenizer,
-                                            metrics=self.progress.history[-1]), self.ckpt_dir / "best.pt")
-        payload = make_checkpoint(self.config, self.model, self.data.src_tokenizer, self.data.tgt_tokenizer,
-                                  train_state, self.progress.history[-1] if self.progress.history else None)
-        if step_copy:
-            save_checkpoint(payload, self.ckpt_dir / f"step_{self.progress.step}.pt")
-        save_checkpoint(payload, self.ckpt_dir / "last.pt")
-        self.saved_step = self.progress.step
-        if step_copy:
-            old = sorted(self.ckpt_dir.glob("step_*.pt"), key=lambda f: int(f.stem.split("_")[1]))
-            for stale in old[: -self.config.train.keep_last]:
-                stale.unlink()
 
     def _best_text(self) -> str:
         best = self.progress.best_score
@@ -464,6 +307,11 @@ def setup_logging(run_dir: Path, world: World = SINGLE) -> None:
     log.setLevel(logging.INFO)
 
 
+def write_config(config: Config, path: Path) -> None:
+    """The run's config as YAML, in section order, so that `seq2seq train` takes it back as it is."""
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
 def train(config: Config, run_dir: Optional[str] = None, resume: bool = False) -> dict:
     """Train a model as configured; returns the last validation record.
 
@@ -475,7 +323,7 @@ def train(config: Config, run_dir: Optional[str] = None, resume: bool = False) -
     try:
         setup_logging(path, world)
         if world.is_main:
-            (path / "config.yaml").write_text(json.dumps(config.model_dump(mode="json"), indent=2), encoding="utf-8")
+            write_config(config, path / "config.yaml")
     except OSError as err:
         raise UserError(f"cannot write to the run directory {path}: {err.strerror or err}") from None
     trainer: Optional[Trainer] = None
@@ -496,6 +344,7 @@ def _stopped_message(trainer: Optional[Trainer], err: OSError | CheckpointWriteE
     reason = str(err) if isinstance(err, CheckpointWriteError) else f"{err.strerror or err}: {err.filename}"
     if trainer is None:
         return f"training could not start: {reason}"
-    kept = (f"the last good checkpoint ({trainer.ckpt_dir / 'last.pt'}, step {trainer.saved_step}) is kept"
-            if trainer.saved_step is not None else "no checkpoint had been written yet")
+    state = trainer.run_state
+    kept = (f"the last good checkpoint ({state.ckpt_dir / 'last.pt'}, step {state.saved_step}) is kept"
+            if state.saved_step is not None else "no checkpoint had been written yet")
     return f"training stopped at step {trainer.progress.step}: {reason}; {kept}"

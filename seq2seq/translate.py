@@ -7,11 +7,9 @@ from typing import Iterator, Optional, Sequence
 
 import torch
 
-from pydantic import ValidationError
-
 from seq2seq.allocator import keep_large_blocks
 from seq2seq.checkpoint import LoadedModel, load_model
-from seq2seq.config import DecodeConfig, format_validation_error
+from seq2seq.config import DecodeConfig, decoding_options
 from seq2seq.data import collate
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
@@ -134,12 +132,7 @@ class Translator:
 
     def options(self, **overrides) -> DecodeConfig:
         """The checkpoint's decoding defaults with `overrides` (None values ignored), validated."""
-        settings = self.loaded.config.decode.model_dump()
-        settings.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return DecodeConfig(**settings)
-        except ValidationError as err:
-            raise UserError(f"invalid decoding option: {format_validation_error(err)}") from None
+        return decoding_options(self.loaded.config.decode, **overrides)
 
     def translate(self, texts: Sequence[str], options: Optional[DecodeConfig] = None,
                   with_attention: bool = False) -> list[Translation]:

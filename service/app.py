@@ -19,7 +19,6 @@ from seq2seq.errors import UserError
 from seq2seq.translate import Translation
 from service.batcher import Batcher, Overloaded
 from service.decoder import DecoderFailed, DecoderProcess
-from service.fairness import translate_in_turns
 from service.files import FileStore
 from service.libretranslate import add_libretranslate_routes, is_libretranslate
 from service.metrics import Metrics
@@ -63,7 +62,7 @@ class ServiceState:
     def decode_options(self, model: ServedModel, **overrides) -> DecodeConfig:
         """The model's decoding defaults with the request's overrides; 422 when they do not fit together."""
         try:
-            return model.translator.options(**overrides)
+            return model.options(**overrides)
         except UserError as err:  # shaped like the body's own validation errors, as /openapi.json documents
             raise RequestValidationError([{"type": "value_error", "loc": ("body",), "msg": str(err)}]) from None
 
@@ -99,8 +98,7 @@ class ServiceState:
                         with_attention: bool = False, timeout_s: Optional[float] = None) -> list[Translation]:
         """Through the batcher; dropped if the client disconnects; 503 when overloaded, 504 on timeout."""
         timeout_s = timeout_s or self.settings.request_timeout_s
-        work = asyncio.ensure_future(translate_in_turns(self.batcher, model, texts, options, with_attention,
-                                                        timeout_s, self.settings.batch_max_tokens))
+        work = asyncio.ensure_future(self.batcher.translate(model, texts, options, with_attention, timeout_s))
         watcher = asyncio.ensure_future(_wait_for_disconnect(request))
         try:
             await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -164,7 +162,7 @@ def load_registry(settings: ServiceSettings) -> ModelRegistry:
     unnamed = list(settings.checkpoints)
     if settings.models_dir:
         unnamed += [str(path) for path in checkpoints_in_folder(settings.models_dir)]
-    return ModelRegistry.load(settings.models, settings.device, settings.batch_max_tokens, unnamed, settings.reduced_precision)
+    return ModelRegistry.load(settings.models, unnamed, device=settings.device, reduced_precision=settings.reduced_precision)
 
 
 def _load_registry(state: ServiceState) -> None:

@@ -1,5 +1,10 @@
-"""Dynamic batching: concurrent requests are gathered for a few milliseconds (or until a token budget is
-full) and handed as one batch to the decoder process by a worker thread, so the event loop never blocks."""
+"""Admission and dynamic batching: the one place a request enters the queue, in turns, and leaves it.
+
+A request is admitted whole or refused (Overloaded). Its sentences are queued in turns of at most one
+batch's token budget: without turns, one request of many long sentences at a wide beam would be a single
+decoder job, and every request arriving after it would wait for all of it; with them, each waits for about
+one batch of it. Concurrent turns are gathered for a few milliseconds (or until the budget is full) and
+handed as one batch to the decoder process by a worker thread, so the event loop never blocks."""
 from __future__ import annotations
 
 import asyncio
@@ -23,6 +28,50 @@ class Overloaded(Exception):
     """The queue is full; the client should retry later (503 with Retry-After)."""
 
 
+def sentence_cost(text: str, beam_size: int) -> int:
+    """Approximate source tokens times the beam: a batch's budget is counted in these (no tokenizing on the
+    event loop)."""
+    return (len(text) // 4 + 2) * beam_size
+
+
+def turns(texts: list[str], beam_size: int, budget: int) -> list[list[str]]:
+    """`texts` in order, cut into runs of at most `budget` estimated tokens (at least one text each)."""
+    pieces: list[list[str]] = [[]]
+    used = 0
+    for text in texts:
+        cost = sentence_cost(text, beam_size)
+        if pieces[-1] and used + cost > budget:
+            pieces.append([])
+            used = 0
+        pieces[-1].append(text)
+        used += cost
+    return pieces
+
+
+class QueueRoom:
+    """How many sentences are queued, against the most the queue may hold; thread-safe."""
+
+    def __init__(self, capacity: int, metrics: Metrics):
+        self.capacity, self.metrics = capacity, metrics
+        self.queued = 0
+        self.lock = threading.Lock()
+
+    def take(self, sentences: int) -> None:
+        """Room for a whole request, all or nothing; raises Overloaded when the queue cannot hold it."""
+        with self.lock:
+            if self.queued + sentences > self.capacity:
+                raise Overloaded(f"{self.queued} sentences already queued")
+            self._change(sentences)
+
+    def give_back(self, sentences: int) -> None:
+        with self.lock:
+            self._change(-sentences)
+
+    def _change(self, change: int) -> None:
+        self.queued += change
+        self.metrics.queue_sentences.set(self.queued)
+
+
 @dataclass
 class Job:
     model: ServedModel
@@ -36,8 +85,7 @@ class Job:
 
     @property
     def cost(self) -> int:
-        """Approximate source tokens, for the batch budget (no tokenizing on the event loop)."""
-        return sum(len(t) // 4 + 2 for t in self.texts) * self.options.beam_size
+        return sum(sentence_cost(text, self.options.beam_size) for text in self.texts)
 
     @property
     def batch_key(self) -> tuple:
@@ -51,10 +99,8 @@ class Batcher:
         self.metrics = metrics
         self.max_wait = max_wait_ms / 1000.0
         self.max_tokens = max_tokens
-        self.max_queued = max_queued_sentences
+        self.room = QueueRoom(max_queued_sentences, metrics)
         self.queue: queue.Queue[Optional[Job]] = queue.Queue()
-        self.queued_sentences = 0
-        self.lock = threading.Lock()
         self.thread: Optional[threading.Thread] = None
         self.decoder: Optional[DecoderProcess] = None
 
@@ -74,25 +120,30 @@ class Batcher:
             self.decoder.stop()
             self.decoder = None
 
-    def admit(self, sentences: int) -> None:
-        """Take room in the queue for a whole request, all or nothing; raises Overloaded when it is full."""
-        with self.lock:
-            if self.queued_sentences + sentences > self.max_queued:
-                raise Overloaded(f"{self.queued_sentences} sentences already queued")
-            self._count_queued(sentences)
-
-    def release(self, sentences: int) -> None:
-        """Give back admitted room that will never be queued (the request ended early)."""
-        with self.lock:
-            self._count_queued(-sentences)
-
-    def _count_queued(self, change: int) -> None:
-        self.queued_sentences += change
-        self.metrics.queue_sentences.set(self.queued_sentences)
-
     async def translate(self, model: ServedModel, texts: list[str], options: DecodeConfig,
                         with_attention: bool, timeout: float) -> list[Translation]:
-        """Queue admitted `texts` and wait for their translations; raises asyncio.TimeoutError."""
+        """Translations of `texts`, decoded in turns, all turns sharing the one `timeout`.
+
+        Raises Overloaded at once when the queue cannot hold the whole request (before any of its turns is
+        decoded for nothing), asyncio.TimeoutError when the time is up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self.room.take(len(texts))
+        not_queued = len(texts)  # room no turn has taken yet, given back if the request ends early
+        results: list[Translation] = []
+        try:
+            for turn in turns(texts, options.beam_size, self.max_tokens):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise asyncio.TimeoutError
+                not_queued -= len(turn)
+                results += await self._decode_turn(model, turn, options, with_attention, remaining)
+        finally:
+            self.room.give_back(not_queued)
+        return results
+
+    async def _decode_turn(self, model: ServedModel, texts: list[str], options: DecodeConfig,
+                           with_attention: bool, timeout: float) -> list[Translation]:
         loop = asyncio.get_running_loop()
         job = Job(model, texts, options, with_attention, loop.create_future(), loop)
         self.queue.put(job)
@@ -145,7 +196,7 @@ class Batcher:
 
     def _decode(self, jobs: list[Job]) -> None:
         live = [job for job in jobs if not job.cancelled]
-        self.release(sum(len(job.texts) for job in jobs))
+        self.room.give_back(sum(len(job.texts) for job in jobs))
         if not live:
             return
         texts = [text for job in live for text in job.texts]

@@ -211,7 +211,7 @@ def _named(code: str) -> dict:
 
 def _default_beam(state: ServiceState) -> int:
     """The served models' smallest default beam (LibreTranslate requests cannot choose one)."""
-    return min(m.translator.loaded.config.decode.beam_size for m in state.require_models().models)
+    return min(m.default_options.beam_size for m in state.require_models().models)
 
 
 def _int_field(fields: dict, name: str, low: int, high: int) -> int:

@@ -1,13 +1,19 @@
-"""The registry of loaded models, keyed by language pair; each model is a Translator loaded once."""
+"""The registry of served models, keyed by language pair.
+
+The HTTP process keeps only each checkpoint's card (config and tokenizers: enough to route a request, split
+it into sentences and validate its options); the weights are loaded once, in the decoder process."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from seq2seq.checkpoint import ModelCard, read_card
+from seq2seq.config import DecodeConfig, decoding_options
 from seq2seq.errors import UserError
 from seq2seq.quantize import check_quantization
-from seq2seq.translate import Translator, resolve_device
+from seq2seq.tokenizer import Tokenizer
+from seq2seq.translate import resolve_device
 
 LANGUAGE_NAMES = {
     "ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
@@ -26,7 +32,30 @@ class ServedModel:
     source: str
     target: str
     checkpoint: str
-    translator: Translator
+    card: ModelCard
+
+    @classmethod
+    def read(cls, checkpoint: str | Path) -> "ServedModel":
+        card = read_card(checkpoint)
+        source, target = card.config.data.src_lang, card.config.data.tgt_lang
+        return cls(f"{source}-{target}", source, target, str(checkpoint), card)
+
+    @property
+    def src_tokenizer(self) -> Tokenizer:
+        return self.card.src_tokenizer
+
+    @property
+    def max_source_pieces(self) -> int:
+        """The longest sentence the model was trained on: longer ones are split before translation."""
+        return self.card.config.data.max_length
+
+    @property
+    def default_options(self) -> DecodeConfig:
+        return self.card.config.decode
+
+    def options(self, **overrides) -> DecodeConfig:
+        """The checkpoint's decoding defaults with `overrides` (None values ignored); a UserError if invalid."""
+        return decoding_options(self.card.config.decode, **overrides)
 
 
 class UnknownLanguagePair(LookupError):
@@ -69,19 +98,21 @@ class ModelRegistry:
             self.by_pair[pair] = model
 
     @classmethod
-    def load(cls, named: dict[str, str], device: str = "auto", batch_tokens: int = 6000,
-             unnamed: Sequence[str] = (), quantize: Optional[str] = None) -> "ModelRegistry":
-        """Load each checkpoint once. A `named` one ('de-en' → path) must translate the pair it is named for."""
+    def load(cls, named: dict[str, str], unnamed: Sequence[str] = (), *, device: str = "auto",
+             reduced_precision: Optional[str] = None) -> "ModelRegistry":
+        """Read each checkpoint's card. A `named` one ('de-en' → path) must translate the pair it is named for.
+
+        The device and precision are checked here, before the decoder process loads any weights, so that a
+        bad setting is refused at once."""
         if not named and not unnamed:
             raise UserError("no model to serve: give --checkpoint, --model SRC-TGT=CKPT or --models-dir")
-        check_quantization(quantize, resolve_device(device))  # once, before any load; the decoder process quantizes
+        check_quantization(reduced_precision, resolve_device(device))
         models = []
         for label, path in [*named.items(), *((None, path) for path in unnamed)]:
-            translator = Translator(path, device=device, batch_tokens=batch_tokens)
-            pair = f"{translator.src_lang}-{translator.tgt_lang}"
-            if label is not None and label != pair:
-                raise UserError(f"--model {label}={path}: that checkpoint translates {pair}")
-            models.append(ServedModel(pair, translator.src_lang, translator.tgt_lang, str(path), translator))
+            model = ServedModel.read(path)
+            if label is not None and label != model.name:
+                raise UserError(f"--model {label}={path}: that checkpoint translates {model.name}")
+            models.append(model)
         return cls(models)
 
     def language(self, code: str) -> str:

@@ -107,9 +107,8 @@ async def translate_texts(texts: Sequence[str], routes: list[tuple[Route, Option
 def _segment(text: str, route: Route, split: bool, format: Format) -> Document:
     if not route.hops:  # the same language: given back as it is
         return whole(text)
-    translator = route.hops[0].translator
-    return segment_texts([text], route.source, translator.loaded.src_tokenizer, translator.max_source_pieces,
-                         split, format=format)[0]
+    model = route.hops[0]
+    return segment_texts([text], route.source, model.src_tokenizer, model.max_source_pieces, split, format=format)[0]
 
 
 async def _through(route: Route, sentences: list[str], translate: TranslateSentences, options_for: OptionsFor,

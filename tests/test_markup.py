@@ -133,11 +133,12 @@ def test_a_document_comes_back_unchanged_when_nothing_is_translated(source):
     assert translated(segment_html(source, "de"), change=lambda s: s) == source
 
 
-def test_inline_tags_follow_their_words_through_the_attention(registry):
+def test_inline_tags_follow_their_words_through_the_attention(checkpoint):
     """With the real model: each tag wraps words of the translation, in the translation's own order."""
     from seq2seq.documents import translate_documents
+    from seq2seq.translate import Translator
 
-    translator = registry.models[0].translator
+    translator = Translator(checkpoint, device="cpu")
     source = "<p>Ein <b>großer</b> Hund läuft über die <a href='https://x.org'>grüne Wiese</a>.</p>"
     [out] = translate_documents(translator, [source], format="html")
     assert tags_of(out.text) == tags_of(source)

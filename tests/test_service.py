@@ -120,15 +120,15 @@ def test_oversized_body_gets_413_before_parsing(registry):
 def test_full_queue_answers_503_with_retry_after(registry):
     with client_for(registry, queue_sentences=64, max_sentences=64) as c:
         batcher = c.app.state.service.batcher
-        batcher.admit(62)  # other requests hold all but two places
+        batcher.room.take(62)  # other requests hold all but two places
         try:
             response = c.post("/v1/translate", json={"text": SENTENCES[:3]})
             assert response.status_code == 503 and response.headers["retry-after"]
             assert "62 sentences already queued" in response.json()["detail"]
             assert c.post("/v1/translate", json={"text": SENTENCES[:2]}).status_code == 200
         finally:
-            batcher.release(62)
-        assert batcher.queued_sentences == 0
+            batcher.room.give_back(62)
+        assert batcher.room.queued == 0
 
 
 def test_a_request_split_into_turns_is_admitted_whole(registry):
@@ -139,17 +139,17 @@ def test_a_request_split_into_turns_is_admitted_whole(registry):
 
     with client_for(registry, queue_sentences=64, max_sentences=64, batch_max_tokens=1) as c:
         batcher = c.app.state.service.batcher
-        batcher.admit(64 - len(SENTENCES) + 1)
+        batcher.room.take(64 - len(SENTENCES) + 1)
         try:
             assert c.post("/v1/translate", json={"text": SENTENCES}).status_code == 503
             assert decoded_sentences() == 0  # refused before its first turn
         finally:
-            batcher.release(64 - len(SENTENCES) + 1)
+            batcher.room.give_back(64 - len(SENTENCES) + 1)
         response = c.post("/v1/translate", json={"text": SENTENCES})
         assert response.status_code == 200 and len(response.json()["translations"]) == len(SENTENCES)
         assert decoded_sentences() == len(SENTENCES)
         assert _metric(c.get("/metrics").text, "seq2seq_batch_sentences_count") == len(SENTENCES)  # one per turn
-        assert batcher.queued_sentences == 0
+        assert batcher.room.queued == 0
 
 
 def _metric(exposition: str, name: str) -> float:
