@@ -146,7 +146,53 @@ def test_kustomization_builds():
     assert {doc["kind"] for doc in yaml.safe_load_all(out.stdout)} >= {"Deployment", "Service", "HorizontalPodAutoscaler"}
 
 
-def test_every_service_setting_is_documented_in_the_readme():
-    """The operator's reference (README, "Serving") names every SEQ2SEQ_* setting that service/settings.py has."""
+SETTINGS_TABLE_HEADER = ["variable", "default", "description (service/settings.py)", "notes"]
+
+
+def readme_settings_table() -> list[list[str]]:
+    """The rows of the README's settings table (the operator's reference), each as its four cells."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+
+    def cells(line: str) -> list[str]:
+        return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+    headers = [i for i, line in enumerate(lines) if line.startswith("|") and cells(line) == SETTINGS_TABLE_HEADER]
+    assert len(headers) == 1, "the README has exactly one settings table"
+    rows = []
+    for line in lines[headers[0] + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(cells(line))
+    return rows
+
+
+def test_readme_settings_table_matches_the_service_settings():
+    """The README's settings table lists each field of ServiceSettings once, as SEQ2SEQ_ + its upper-cased name,
+    with its default (written as the variable's value, 'unset' for None, 'empty' for an empty list or mapping)
+    and its Field description word for word ('—' where the field has none)."""
+    rows = readme_settings_table()
+    assert all(len(row) == len(SETTINGS_TABLE_HEADER) for row in rows), [row for row in rows if len(row) != 4]
+    names = [re.fullmatch(r"`(SEQ2SEQ_[A-Z0-9_]+)`", row[0]).group(1) for row in rows]
+    expected = [f"SEQ2SEQ_{name.upper()}" for name in ServiceSettings.model_fields]
+    assert sorted(names) == sorted(expected), (set(expected) - set(names), set(names) - set(expected))
+    assert len(set(names)) == len(names), "each setting appears once"
+    for (variable, default_cell, description_cell, _notes), name in zip(rows, names):
+        field_name = name.removeprefix("SEQ2SEQ_").lower()
+        field = ServiceSettings.model_fields[field_name]
+        default = field.get_default(call_default_factory=True)
+        assert description_cell == (field.description or "—"), (name, description_cell, field.description)
+        written = re.match(r"`([^`]*)`|(unset|empty)\b", default_cell)
+        assert written, (name, default_cell)
+        if written.group(2) == "unset":
+            assert default is None, (name, default)
+            continue
+        value = "" if written.group(2) == "empty" else written.group(1)
+        parsed = getattr(settings_from({}, {name: value}), field_name)
+        assert parsed == default, (name, default_cell, default)
+
+
+def test_readme_names_no_setting_the_service_lacks():
+    """Every SEQ2SEQ_* name anywhere in the README is a setting of service/settings.py."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert [n for n in ServiceSettings.model_fields if f"SEQ2SEQ_{n.upper()}" not in readme] == []
+    known = {f"SEQ2SEQ_{name.upper()}" for name in ServiceSettings.model_fields}
+    assert sorted(set(re.findall(r"SEQ2SEQ_[A-Z0-9_]+", readme)) - known) == []
