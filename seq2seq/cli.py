@@ -216,10 +216,25 @@ def _existing(path: str) -> str:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from seq2seq.datasets import fetch_multi30k
+    from seq2seq.downloads import LOCK_NAME, fetch, get_corpus, listing
 
-    files = fetch_multi30k(args.output, args.local)
-    print(f"{len(files)} files verified in {args.output}")
+    if args.list:
+        print(listing())
+        return
+    if args.name is None:
+        raise UserError("name a corpus (seq2seq data --list shows them)")
+    corpus = get_corpus(args.name)
+    output = args.output or f"data/{corpus.name}"
+    fetched = fetch(corpus.name, output, args.local)
+    for name in fetched.trusted_now:
+        print(f"seq2seq data: note: no checksum is published for {name}; its SHA-256 is now recorded in "
+              f"{Path(output) / LOCK_NAME} (trust on first use) and checked on every later run", file=sys.stderr)
+    if not fetched.pairs:
+        print(f"{len(fetched.files)} files verified in {output}")
+        return
+    sets = ", ".join(f"{split} {count:,}" for split, count in fetched.pairs.items())
+    state = "extracted" if fetched.changed else "already in place, verified"
+    print(f"{corpus.name} {state} in {output}: {sets} pairs (PREFIX.{corpus.src} + PREFIX.{corpus.tgt})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,10 +299,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", action="append", default=[], help="require this key (repeatable; SEQ2SEQ_API_KEYS)")
     p.set_defaults(func=cmd_serve)
 
-    p = commands.add_parser("data", help="fetch Multi30k (checksums verified), or copy it from a local directory")
-    p.add_argument("name", choices=["multi30k"])
-    p.add_argument("--output", default="data/multi30k", help="destination directory")
-    p.add_argument("--local", help="copy from this directory instead of downloading")
+    p = commands.add_parser("data", help="fetch a corpus (multi30k, IWSLT14/17, WMT14, Tatoeba; checksums verified) "
+                            "and extract it to PREFIX.SRC + PREFIX.TGT files; --list shows them",
+                            description="Fetch a public corpus, check each file against its published checksum "
+                            "(where none is published, the SHA-256 is recorded in DIR/seq2seq-data.lock at the first "
+                            "download and checked on every later run: trust on first use), and extract it to plain "
+                            "parallel text files (train/valid/test.SRC and .TGT).")
+    p.add_argument("name", nargs="?", metavar="NAME", help="the corpus (see --list), e.g. multi30k")
+    p.add_argument("--list", action="store_true", help="show the corpora, their language pairs and sizes")
+    p.add_argument("--output", metavar="DIR", help="destination directory (default data/NAME)")
+    p.add_argument("--local", metavar="DIR", help="take the files as published (e.g. the .tgz) from this directory "
+                   "instead of downloading; they are checked and extracted the same way")
     p.set_defaults(func=cmd_data)
     return parser
 
