@@ -90,7 +90,7 @@ def side_by_side_decoding(matched_ckpt: str, trained_peers: list[dict], rounds: 
         for beam in (1, 5):
             for kind in (None, "bf16"):
                 ours[(kind, beam)].append(decode_in_worker(matched_ckpt, "test2016", beam, lines=1000, repeats=1,
-                                                           threads=threads, quantize=kind))
+                                                           threads=threads, precision=kind))
             for trained in trained_peers:
                 theirs[(trained["toolkit"], beam)].append(peers.decode_peer(trained, beam))
     peer_rate = lambda d: d["generation_sentences_per_s"] or d["process_sentences_per_s"]  # noqa: E731
@@ -111,12 +111,12 @@ def headline(results: dict) -> dict:
     """The figures a script checks: ratios are ours / the faster peer, int8, bf16 and service against our own fp32."""
     runs = results["decoding"]["runs"]
     summary = {"train_fraction_of_peak": results["training"]["default"]["fraction_of_peak"]}
-    fp32 = {b: find(runs, test_set="test2016", beam=b, quantize=None) for b in (1, 5)}
-    int8 = {b: find(runs, test_set="test2016", beam=b, quantize="int8") for b in (1, 5)}
+    fp32 = {b: find(runs, test_set="test2016", beam=b, precision=None) for b in (1, 5)}
+    int8 = {b: find(runs, test_set="test2016", beam=b, precision="int8") for b in (1, 5)}
     summary["int8_speedup"] = round(int8[5]["sentences_per_s"] / fp32[5]["sentences_per_s"], 2)
     summary["int8_speedup_greedy"] = round(int8[1]["sentences_per_s"] / fp32[1]["sentences_per_s"], 2)
     summary["int8_bleu_delta"] = round(int8[5]["bleu"] - fp32[5]["bleu"], 2)
-    bf16 = {b: find(runs, test_set="test2016", beam=b, quantize="bf16") for b in (1, 5)}
+    bf16 = {b: find(runs, test_set="test2016", beam=b, precision="bf16") for b in (1, 5)}
     summary["bf16_speedup"] = round(bf16[5]["sentences_per_s"] / fp32[5]["sentences_per_s"], 2)
     summary["bf16_speedup_greedy"] = round(bf16[1]["sentences_per_s"] / fp32[1]["sentences_per_s"], 2)
     summary["bf16_bleu_delta"] = round(bf16[5]["bleu"] - fp32[5]["bleu"], 2)

@@ -1,6 +1,6 @@
 """Decoding speed: sentences/s and target tokens/s, greedy and beam 5, on Multi30k test2016 and IWSLT14 test.
 
-    python -m bench.decoding --checkpoint runs/multi30k_de_en/checkpoints/best.pt [--quantize int8|bf16]
+    python -m bench.decoding --checkpoint runs/multi30k_de_en/checkpoints/best.pt [--precision int8|bf16]
 
 Each setting runs in a fresh worker process (so its peak memory is its own): the model is loaded, one
 warm-up batch decoded, then the whole set translated --repeats times; the median time counts. Also
@@ -26,13 +26,13 @@ TEST_SETS = {
 
 
 def decode_in_worker(checkpoint: str, test_set: str, beam: int, *, lines: int, repeats: int, threads: int,
-                     quantize: Optional[str] = None, batch_tokens: int = DEFAULT_BATCH_TOKENS, length_quartile: Optional[int] = None) -> dict:
+                     precision: Optional[str] = None, batch_tokens: int = DEFAULT_BATCH_TOKENS, length_quartile: Optional[int] = None) -> dict:
     """One decoding setting measured in a fresh process: its result dict (see `worker`)."""
     command = [sys.executable, "-m", "bench.decoding", "--worker", "--checkpoint", checkpoint, "--test-set", test_set,
                "--beam", str(beam), "--lines", str(lines), "--repeats", str(repeats), "--threads", str(threads),
                "--batch-tokens", str(batch_tokens)]
-    if quantize:
-        command += ["--quantize", quantize]
+    if precision:
+        command += ["--precision", precision]
     if length_quartile is not None:
         command += ["--length-quartile", str(length_quartile)]
     return json.loads(run_measured(command).stdout.strip().splitlines()[-1])
@@ -47,7 +47,7 @@ def worker(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     src_path, ref_path = TEST_SETS[args.test_set]
     sources, references = read_lines(src_path)[:args.lines], read_lines(ref_path)[:args.lines]
-    translator = Translator(args.checkpoint, device="cpu", batch_tokens=args.batch_tokens, quantize=args.quantize)
+    translator = Translator(args.checkpoint, device="cpu", batch_tokens=args.batch_tokens, precision=args.precision)
     if args.length_quartile is not None:
         sources, references = _quartile(translator, sources, references, args.length_quartile)
     options = translator.options(beam_size=args.beam, length_penalty=1.0)
@@ -60,7 +60,7 @@ def worker(args: argparse.Namespace) -> dict:
     seconds = median(times)
     target_tokens = sum(len(t.target_pieces) + 1 for t in outputs)  # + end of sentence
     source_tokens = sum(len(t.source_pieces) + 1 for t in outputs)
-    return {"test_set": args.test_set, "beam": args.beam, "quantize": args.quantize, "sentences": len(sources),
+    return {"test_set": args.test_set, "beam": args.beam, "precision": args.precision, "sentences": len(sources),
             "batch_tokens": args.batch_tokens, "seconds": round(seconds, 3),
             "sentences_per_s": round(len(sources) / seconds, 1), "tgt_tokens_per_s": round(target_tokens / seconds),
             "mean_source_pieces": round(source_tokens / len(sources), 1),
@@ -82,7 +82,7 @@ def decoding_benchmark(checkpoint: str, *, lines: int, repeats: int, threads: in
     """Greedy and beam 5 on each test set, int8 and bf16 beside fp32 on test2016, and the length and batch scaling."""
     measure = lambda test_set, beam, **kw: decode_in_worker(checkpoint, test_set, beam, threads=threads, **kw)  # noqa: E731
     runs = [measure(s, beam, lines=lines, repeats=repeats) for s in TEST_SETS for beam in (1, 5)]
-    runs += [measure("test2016", beam, lines=lines, repeats=repeats, quantize=kind)
+    runs += [measure("test2016", beam, lines=lines, repeats=repeats, precision=kind)
              for kind in ("int8", "bf16") for beam in (1, 5)]
     return {"runs": runs,
             "by_length": [measure("iwslt14", beam, lines=4 * lines, repeats=1, length_quartile=q)
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--test-set", choices=list(TEST_SETS), default="test2016")
     parser.add_argument("--beam", type=int, default=5)
-    parser.add_argument("--quantize", choices=["int8", "bf16"])
+    parser.add_argument("--precision", choices=["int8", "bf16"], help="default fp32")
     parser.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS, help="source tokens × beam size")
     parser.add_argument("--length-quartile", type=int, choices=range(4))
     args = parser.parse_args()

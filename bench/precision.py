@@ -24,7 +24,7 @@ def compare(checkpoint: str, kinds: list[str], lines: int, rounds: int) -> list[
     """One row per precision (fp32 first) and beam: sentences/s (median round), BLEU, agreement with fp32."""
     src_path, ref_path = TEST_SETS["test2016"]
     sources, references = read_lines(src_path)[:lines], read_lines(ref_path)[:lines]
-    translators = {kind: Translator(checkpoint, device="cpu", quantize=None if kind == "fp32" else kind)
+    translators = {kind: Translator(checkpoint, device="cpu", precision=None if kind == "fp32" else kind)
                    for kind in ["fp32", *kinds]}
     rows = []
     for beam in (1, 5):

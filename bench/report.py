@@ -29,7 +29,7 @@ def markdown_report(r: dict) -> str:
     rows = [["ours", beam, x["sentences"], x["sentences_per_s"], rounds(x), proc["process_sentences_per_s"],
              x["tgt_tokens_per_s"], x["peak_mb"], x["bleu"]]
             for (beam, x), proc in zip(sorted(r["decoding_peer_model"].items()), r["process_decoding_peer_model"])]
-    rows += [["ours, --quantize bf16", beam, x["sentences"], x["sentences_per_s"], rounds(x), None,
+    rows += [["ours, --precision bf16", beam, x["sentences"], x["sentences_per_s"], rounds(x), None,
               x["tgt_tokens_per_s"], x["peak_mb"], x["bleu"]]
              for beam, x in sorted(r.get("decoding_peer_model_bf16", {}).items())]
     if peer:
@@ -50,8 +50,8 @@ def markdown_report(r: dict) -> str:
                            round(x["achieved_gflops"], 1)] for x in roof["results"]]))
     dec = r["decoding"]
     parts.append(f"## Decoding ({r['decoding_checkpoint']})\n" + _table(
-        ["test set", "beam", "quantize", "sentences", "sent/s", "tgt tok/s", "ms/sentence", "peak MB", "BLEU"],
-        [[x["test_set"], x["beam"], x["quantize"] or "fp32", x["sentences"], x["sentences_per_s"], x["tgt_tokens_per_s"],
+        ["test set", "beam", "precision", "sentences", "sent/s", "tgt tok/s", "ms/sentence", "peak MB", "BLEU"],
+        [[x["test_set"], x["beam"], x["precision"] or "fp32", x["sentences"], x["sentences_per_s"], x["tgt_tokens_per_s"],
           x["ms_per_sentence"], x["peak_mb"], x["bleu"]] for x in dec["runs"]]))
     if "by_length" in dec:
         parts.append("### Time against source length (IWSLT14 test, length quartiles)\n" + _table(

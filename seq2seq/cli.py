@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from seq2seq.config import Device, Precision, ReducedPrecision, choices
 from seq2seq.errors import UserError
 
 
@@ -66,7 +67,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
     from seq2seq.translate import Translator
 
     translator = Translator(args.checkpoint, device=args.device, batch_tokens=args.batch_size,
-                            quantize=_reduced_precision(args))
+                            precision=_reduced_precision(args))
     options = _decode_options(translator, args)
     if args.document:
         return _translate_file(translator, options, Path(args.document), args.output)
@@ -135,7 +136,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     for path in (args.src, args.ref):
         _existing(path)
     translator = Translator(args.checkpoint, device=args.device, batch_tokens=args.batch_size,
-                            quantize=_reduced_precision(args))
+                            precision=_reduced_precision(args))
     options = _decode_options(translator, args)
     hyp_out = open(args.output, "w", encoding="utf-8") if args.output else None
     try:
@@ -157,7 +158,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     from seq2seq.scoring import DEFAULT_SCORE_BATCH_TOKENS, score_pairs
     from seq2seq.translate import Translator
 
-    translator = Translator(args.checkpoint, device=args.device, quantize=_reduced_precision(args))
+    translator = Translator(args.checkpoint, device=args.device, precision=_reduced_precision(args))
     sources, targets = read_lines(_existing(args.src)), read_lines(_existing(args.tgt))
     if len(sources) != len(targets):
         raise UserError(f"--src has {len(sources)} lines but --tgt has {len(targets)}")
@@ -293,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", help="serve the checkpoints in this folder (best.pt, or every *.pt)")
     p.add_argument("--host", help="default 127.0.0.1 (SEQ2SEQ_HOST)")
     p.add_argument("--port", type=int, help="default 8000 (SEQ2SEQ_PORT)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", choices=choices(Device))
     p.add_argument("--threads", type=int, help="torch CPU threads (default all cores)")
     _add_precision_argument(p)
     p.add_argument("--api-key", action="append", default=[], help="require this key (repeatable; SEQ2SEQ_API_KEYS)")
@@ -316,24 +317,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=choices(Device), default="auto")
     p.add_argument("--batch-size", type=int, help="source tokens × beam size per batch (default 20000: 4000 source "
                    "tokens at beam 5); for score, tokens of the longer side (default 4000)")
     _add_precision_argument(p)
 
 
-PRECISIONS = ("fp32", "bf16", "int8")  # seq2seq.quantize.QUANTIZATIONS and fp32, without importing torch
 
 
 def _add_precision_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", choices=PRECISIONS,
+    p.add_argument("--precision", choices=choices(Precision),
                    help="what decoding multiplies in: fp32 (default); bf16 runs the matrix products in bfloat16 "
                         "(autocast: CPUs with AVX-512 BF16 or AMX, recent GPUs); int8 quantizes the weights "
                         "dynamically (CPU only)")
-    p.add_argument("--quantize", choices=["int8", "bf16"], help=argparse.SUPPRESS)  # the old spelling, deprecated
+    p.add_argument("--quantize", choices=choices(ReducedPrecision), help=argparse.SUPPRESS)  # the old spelling, deprecated
 
 
-def _reduced_precision(args: argparse.Namespace) -> Optional[str]:
+def _reduced_precision(args: argparse.Namespace) -> Optional[ReducedPrecision]:
     """'bf16' or 'int8' when asked for (None for fp32); the old --quantize still works, with a warning."""
     if args.quantize:
         print(f"seq2seq: warning: --quantize is deprecated, use --precision {args.quantize}", file=sys.stderr)

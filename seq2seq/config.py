@@ -2,12 +2,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from seq2seq.errors import UserError
+
+
+# Each set of choices, defined once: the configs, the service settings and the CLI's choices use these.
+Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["fp32", "bf16", "int8"]  # what decoding multiplies in
+ReducedPrecision = Literal["bf16", "int8"]  # a Precision other than fp32, the default
+
+
+def choices(alias: Any) -> tuple[str, ...]:
+    """The values of a Literal alias, for argparse."""
+    return get_args(alias)
 
 
 class Section(BaseModel):
@@ -115,7 +126,7 @@ class TrainConfig(Section):
     valid_max_length_ratio: float = Field(default=1.5, gt=0)
     amp: bool = Field(default=True, description="mixed precision: bf16 products on a GPU or a CPU that multiplies "
                       "bf16 natively (fp16 on older GPUs); fp32 elsewhere")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     threads: Optional[int] = Field(default=None, gt=0, description="CPU threads; default all cores")
 
     @model_validator(mode="after")

@@ -1,14 +1,25 @@
-"""bfloat16 where the hardware multiplies it natively: mixed-precision training and bf16 decoding.
+"""Numeric precision: mixed-precision training, and reduced-precision decoding.
 
-On CPUs with AVX-512 BF16 or AMX a bf16 matrix product runs at about 2.3 times the fp32 rate (measured
-on the 2-core development machine, BENCHMARKS.md); elsewhere torch emulates it, slower than fp32.
+bf16 pays where the hardware multiplies it natively (CPUs with AVX-512 BF16 or AMX, recent GPUs; figures in
+BENCHMARKS.md); elsewhere torch emulates it, slower than fp32.
+
+Decoding in int8: every matrix product of the model is in an nn.Linear or nn.LSTM/nn.GRU (the decoder's cells
+are built from nn.Linear), so quantizing those two kinds covers the encoder, attention, decoder and the output
+layer; weights are stored as int8 and activations quantized per batch. Embeddings stay in float: they are lookups.
+Decoding in bf16: the weights stay as they are and decoding runs under autocast, so every product takes
+bfloat16 inputs (the output layer's weight is cast once, in `Decoder.output_layer_for_decoding`).
 """
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
-from typing import ContextManager, Optional
+from typing import ContextManager, Optional, get_args
 
 import torch
+from torch import nn
+
+from seq2seq.config import ReducedPrecision
+from seq2seq.errors import UserError
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -32,3 +43,33 @@ def mixed_precision_dtype(amp: bool, device: torch.device) -> Optional[torch.dty
 def autocast(device: torch.device, dtype: Optional[torch.dtype]) -> ContextManager:
     """Products in `dtype` (the rest as torch's autocast decides) inside the block; nothing when dtype is None."""
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def check_precision(precision: Optional[str], device: torch.device) -> None:
+    """A UserError unless `precision` is None (fp32), or a reduced precision that decodes on `device`."""
+    if precision is None:
+        return
+    if precision not in get_args(ReducedPrecision):
+        raise UserError(f"unknown precision {precision!r}; choose one of: fp32, {', '.join(get_args(ReducedPrecision))}")
+    if precision == "int8" and device.type != "cpu":
+        raise UserError("--precision int8 runs on the CPU only; use --device cpu")
+
+
+def decoding_dtype(precision: Optional[str]) -> Optional[torch.dtype]:
+    """The autocast dtype that decoding runs under: bfloat16 for "bf16", else None (no autocast)."""
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def model_for_decoding(model: nn.Module, precision: Optional[str], device: torch.device) -> nn.Module:
+    """The model with its products in int8 when `precision` is "int8"; unchanged otherwise (bf16 is autocast)."""
+    check_precision(precision, device)
+    if precision != "int8":
+        return model
+    # Why: torch.ao.quantization warns that it will move to torchao; the eager dynamic path is what
+    # runs LSTM kernels in int8 today, and the warning would reach every CLI user's terminal.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        quantized = quantize_dynamic(model.eval(), {nn.Linear, nn.LSTM, nn.GRU}, dtype=torch.qint8)
+    return quantized

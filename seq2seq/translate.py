@@ -9,13 +9,12 @@ import torch
 
 from seq2seq.allocator import keep_large_blocks
 from seq2seq.checkpoint import LoadedModel, load_model
-from seq2seq.config import DecodeConfig, decoding_options
+from seq2seq.config import DecodeConfig, ReducedPrecision, decoding_options
 from seq2seq.data import collate
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.model.decoder import OutputLayer
-from seq2seq.precision import autocast
-from seq2seq.quantize import check_quantization, decoding_dtype, quantize_for_decoding
+from seq2seq.precision import autocast, check_precision, decoding_dtype, model_for_decoding
 from seq2seq.search import Hypothesis, search
 from seq2seq.tokenizer import Tokenizer
 
@@ -106,13 +105,13 @@ class Translator:
     """A checkpoint loaded once for translation, on the chosen device, without gradient tracking."""
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", batch_tokens: Optional[int] = None,
-                 quantize: Optional[str] = None):
+                 precision: Optional[ReducedPrecision] = None):
         self.device = resolve_device(device)
-        check_quantization(quantize, self.device)  # before the load: a bad flag is refused at once
+        check_precision(precision, self.device)  # before the load: a bad flag is refused at once
         keep_large_blocks()
         self.loaded: LoadedModel = load_model(checkpoint, self.device)
-        self.loaded.model = quantize_for_decoding(self.loaded.model, quantize, self.device)
-        self.dtype = decoding_dtype(quantize)  # None: as the weights are (fp32 or int8)
+        self.loaded.model = model_for_decoding(self.loaded.model, precision, self.device)
+        self.dtype = decoding_dtype(precision)  # None: as the weights are (fp32 or int8)
         self.batch_tokens = batch_tokens or DEFAULT_BATCH_TOKENS  # source tokens × beam size
         # built once: a translator's weights never change, and the service decodes many small batches
         self.output_layer = self.loaded.model.decoder.output_layer_for_decoding(self.dtype)

@@ -40,15 +40,17 @@ class ServiceState:
         self.settings = settings
         self.registry = registry
         self.metrics = Metrics()
-        self.batcher = Batcher(self.metrics, settings.batch_wait_ms, settings.batch_max_tokens, settings.queue_sentences)
+        self.batcher = Batcher(self.metrics, max_wait_ms=settings.batch_wait_ms, max_tokens=settings.batch_max_tokens,
+                               max_queued_sentences=settings.queue_sentences)
         self.guard = AccessGuard(settings.api_keys, settings.rate_limit_per_minute)
         self.files = FileStore(settings.files_dir, settings.file_expiry_s)
         self.load_error: Optional[str] = None  # why the models could not be loaded, when they could not
 
     def start_decoding(self, registry: ModelRegistry) -> None:
         """Start the decoder process with the registry's models and the batcher that feeds it."""
-        decoder = DecoderProcess({m.name: m.checkpoint for m in registry.models}, self.settings.device,
-                                 self.settings.batch_max_tokens, self.settings.threads, self.settings.reduced_precision)
+        decoder = DecoderProcess({m.name: m.checkpoint for m in registry.models}, device=self.settings.device,
+                                 batch_tokens=self.settings.batch_max_tokens, threads=self.settings.threads,
+                                 precision=self.settings.reduced_precision)
         decoder.start()
         self.batcher.start(decoder)
 

@@ -94,8 +94,7 @@ class Job:
 
 
 class Batcher:
-    def __init__(self, metrics: Metrics, max_wait_ms: float = 5.0, max_tokens: int = 6000,
-                 max_queued_sentences: int = 2048):
+    def __init__(self, metrics: Metrics, *, max_wait_ms: float, max_tokens: int, max_queued_sentences: int):
         self.metrics = metrics
         self.max_wait = max_wait_ms / 1000.0
         self.max_tokens = max_tokens

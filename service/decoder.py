@@ -11,7 +11,7 @@ import multiprocessing
 from multiprocessing.connection import Connection
 from typing import Optional
 
-from seq2seq.config import DecodeConfig
+from seq2seq.config import DecodeConfig, Device, ReducedPrecision
 from seq2seq.translate import Translation
 
 log = logging.getLogger("seq2seq.service")
@@ -24,10 +24,10 @@ class DecoderFailed(RuntimeError):
 class DecoderProcess:
     """Translates batches in a child process holding one Translator per served model."""
 
-    def __init__(self, checkpoints: dict[str, str], device: str = "auto", batch_tokens: int = 6000,
-                 threads: Optional[int] = None, quantize: Optional[str] = None):
+    def __init__(self, checkpoints: dict[str, str], *, device: Device, batch_tokens: int, threads: Optional[int],
+                 precision: Optional[ReducedPrecision]):
         self.checkpoints = checkpoints  # model name → checkpoint path
-        self.device, self.batch_tokens, self.threads, self.quantize = device, batch_tokens, threads, quantize
+        self.device, self.batch_tokens, self.threads, self.precision = device, batch_tokens, threads, precision
         self.process: Optional[multiprocessing.process.BaseProcess] = None
         self.connection: Optional[Connection] = None
 
@@ -38,7 +38,7 @@ class DecoderProcess:
         self.connection, child_end = context.Pipe()
         self.process = context.Process(target=_serve, name="seq2seq-decoder", daemon=True,
                                        args=(child_end, self.checkpoints, self.device, self.batch_tokens, self.threads,
-                                             self.quantize))
+                                             self.precision))
         self.process.start()
         child_end.close()
         self._reply()
@@ -83,7 +83,7 @@ class DecoderProcess:
 
 
 def _serve(connection: Connection, checkpoints: dict[str, str], device: str, batch_tokens: int,
-           threads: Optional[int], quantize: Optional[str]) -> None:
+           threads: Optional[int], precision: Optional[ReducedPrecision]) -> None:
     """The child's loop: load the models, then answer one batch at a time until told to stop."""
     import torch
 
@@ -92,7 +92,7 @@ def _serve(connection: Connection, checkpoints: dict[str, str], device: str, bat
     if threads:
         torch.set_num_threads(threads)
     try:
-        translators = {name: Translator(path, device=device, batch_tokens=batch_tokens, quantize=quantize)
+        translators = {name: Translator(path, device=device, batch_tokens=batch_tokens, precision=precision)
                        for name, path in checkpoints.items()}
     except Exception as err:  # noqa: BLE001 - reported to the parent, which says why it cannot start
         connection.send((False, f"decoder could not load the models: {err}"))

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 from seq2seq.checkpoint import ModelCard, read_card
 from seq2seq.config import DecodeConfig, decoding_options
 from seq2seq.errors import UserError
-from seq2seq.quantize import check_quantization
+from seq2seq.precision import check_precision
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.translate import resolve_device
 
@@ -106,7 +106,7 @@ class ModelRegistry:
         bad setting is refused at once."""
         if not named and not unnamed:
             raise UserError("no model to serve: give --checkpoint, --model SRC-TGT=CKPT or --models-dir")
-        check_quantization(reduced_precision, resolve_device(device))
+        check_precision(reduced_precision, resolve_device(device))
         models = []
         for label, path in [*named.items(), *((None, path) for path in unnamed)]:
             model = ServedModel.read(path)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Literal, Mapping, Optional
+from typing import Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from seq2seq.config import format_validation_error
+from seq2seq.config import Device, Precision, ReducedPrecision, format_validation_error
 from seq2seq.errors import UserError
 
 ENV_PREFIX = "SEQ2SEQ_"
@@ -23,12 +23,12 @@ class ServiceSettings(BaseModel):
     models_dir: Optional[str] = Field(default=None, description="serve every *.pt in this folder (env for containers)")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    device: str = Field(default="auto", pattern="^(auto|cpu|cuda)$")
+    device: Device = "auto"
     threads: Optional[int] = Field(default=None, gt=0, description="torch CPU threads; default all cores")
-    precision: Optional[Literal["fp32", "bf16", "int8"]] = Field(
+    precision: Optional[Precision] = Field(
         default=None, description="what decoding multiplies in, as `translate --precision`: fp32 (default), bf16 "
                                   "products (autocast), int8 dynamic quantization (CPU only)")
-    quantize: Optional[Literal["int8", "bf16"]] = Field(default=None, description="deprecated: the old name of "
+    quantize: Optional[ReducedPrecision] = Field(default=None, description="deprecated: the old name of "
                                                         "precision (SEQ2SEQ_QUANTIZE)")
     # Request limits: all visible in /openapi.json through the request schemas.
     max_texts: int = Field(default=64, gt=0, description="texts (strings) per request")
@@ -85,7 +85,7 @@ class ServiceSettings(BaseModel):
         return self
 
     @property
-    def reduced_precision(self) -> Optional[str]:
+    def reduced_precision(self) -> Optional[ReducedPrecision]:
         """'bf16' or 'int8', or None for fp32: what the decoder process is given."""
         return None if self.precision in (None, "fp32") else self.precision
 

@@ -17,12 +17,12 @@ from tests.conftest import MULTI30K, REPO
 
 def test_decoding_worker_measures_a_trained_checkpoint(tiny_run):
     command = [sys.executable, "-m", "bench.decoding", "--worker", "--checkpoint", str(tiny_run / "checkpoints/best.pt"),
-               "--lines", "40", "--repeats", "1", "--beam", "2", "--threads", "1", "--quantize", "int8"]
+               "--lines", "40", "--repeats", "1", "--beam", "2", "--threads", "1", "--precision", "int8"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300,
                             env={**os.environ, "SEQ2SEQ_MULTI30K": str(MULTI30K)})
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["sentences"] == 40 and report["quantize"] == "int8" and report["beam"] == 2
+    assert report["sentences"] == 40 and report["precision"] == "int8" and report["beam"] == 2
     assert report["sentences_per_s"] > 0 and report["tgt_tokens_per_s"] > report["sentences_per_s"]
     assert report["peak_mb"] > 50 and 0 < report["bleu"] <= 100
 

@@ -9,7 +9,7 @@ import torch
 from seq2seq.config import DecodeConfig
 from seq2seq.data import EOS, PAD, UNK, collate, read_lines
 from seq2seq.errors import UserError
-from seq2seq.quantize import quantize_for_decoding
+from seq2seq.precision import model_for_decoding
 from seq2seq.search import beam_search, best_tokens, greedy_search, top_k
 from seq2seq.translate import Translator
 from tests.conftest import MULTI30K, run_cli
@@ -235,7 +235,7 @@ def test_average_checkpoints(tiny_run, tmp_path):
 
 
 def test_int8_quantized_model_translates_like_the_float_one(tiny_run, translator, sentences):
-    quantized = Translator(tiny_run / "checkpoints/best.pt", device="cpu", quantize="int8")
+    quantized = Translator(tiny_run / "checkpoints/best.pt", device="cpu", precision="int8")
     generator = quantized.loaded.model.decoder.generator
     assert generator.weight().dtype == torch.qint8  # the products really run in int8
     options = translator.options(beam_size=1)
@@ -246,7 +246,7 @@ def test_int8_quantized_model_translates_like_the_float_one(tiny_run, translator
 
 
 def test_bf16_decoding_multiplies_in_bf16_and_translates_like_fp32(tiny_run, translator, sentences):
-    bf16 = Translator(tiny_run / "checkpoints/best.pt", device="cpu", quantize="bf16")
+    bf16 = Translator(tiny_run / "checkpoints/best.pt", device="cpu", precision="bf16")
     output_size = bf16.loaded.model.decoder.output_size
     assert bf16.output_layer(torch.randn(3, output_size)).dtype == torch.bfloat16  # weight stored in bf16
     for beam_size in (1, 4):
@@ -260,12 +260,12 @@ def test_bf16_decoding_multiplies_in_bf16_and_translates_like_fp32(tiny_run, tra
     assert [t.text for t in translator.translate(sentences, options)] == fp32  # the autocast stays in bf16's calls
 
 
-def test_quantize_is_refused_off_the_cpu_and_for_unknown_kinds(tiny_run):
+def test_int8_is_refused_off_the_cpu_and_unknown_precisions_everywhere(tiny_run):
     model = Translator(tiny_run / "checkpoints/best.pt", device="cpu").loaded.model
     with pytest.raises(UserError, match="CPU only"):
-        quantize_for_decoding(model, "int8", torch.device("cuda"))
-    with pytest.raises(UserError, match="unknown quantization"):
-        quantize_for_decoding(model, "int4", torch.device("cpu"))
+        model_for_decoding(model, "int8", torch.device("cuda"))
+    with pytest.raises(UserError, match="unknown precision"):
+        model_for_decoding(model, "int4", torch.device("cpu"))
     checkpoint = str(tiny_run / "checkpoints/best.pt")
     new = run_cli("translate", "--checkpoint", checkpoint, "--precision", "int8", "--beam-size", "2",
                   stdin="Ein Hund läuft.\n")

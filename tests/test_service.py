@@ -280,10 +280,10 @@ def test_settings_from_environment(checkpoint):
 
 @pytest.mark.parametrize("kind", ["int8", "bf16"])
 def test_reduced_precision_service_answers_like_the_cli(registry, checkpoint, kind):
-    with client_for(registry, quantize=kind) as quantized:
+    with client_for(registry, precision=kind) as quantized:
         response = quantized.post("/v1/translate", json={"text": SENTENCES[:3], "beam_size": 2})
     assert response.status_code == 200, response.text
-    cli = run_cli("translate", "--checkpoint", checkpoint, "--quantize", kind, "--beam-size", "2",
+    cli = run_cli("translate", "--checkpoint", checkpoint, "--precision", kind, "--beam-size", "2",
                   stdin="\n".join(SENTENCES[:3]) + "\n")
     assert [t["text"] for t in response.json()["translations"]] == cli.stdout.splitlines()
     assert settings_from({}, environ={"SEQ2SEQ_QUANTIZE": kind}).quantize == kind
