@@ -1,42 +1,45 @@
 """Real training steps and real decoding as plain callables, for the tools that watch them run (profile, roofline)."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
 from bench.common import MULTI30K
 from seq2seq.checkpoint import load_model
 from seq2seq.data import Batch, ParallelDataset, read_lines
-from seq2seq.train import fused_adam_available, token_loss_sum
+from seq2seq.step import TrainingStep, make_optimizer, make_scaler
 from seq2seq.translate import Translator
 
 
-def training_parts(checkpoint: str, batches: int) -> tuple[torch.nn.Module, list[Batch], torch.optim.Optimizer]:
-    """The checkpoint's model in training mode, `batches` real Multi30k batches at its batch size (with its
-    tokenizers), and fused Adam over the model, as the trainer builds them."""
+def training_parts(checkpoint: str, batches: int, dtype: Optional[torch.dtype] = None) -> tuple[TrainingStep, list[Batch]]:
+    """The trainer's step for the checkpoint's model on the CPU, built from the checkpoint's own train section
+    (optimizer, lr, clip_norm, label_smoothing), with autocast in `dtype` (None: fp32); and `batches` real
+    Multi30k batches at its batch size, with its tokenizers."""
     loaded = load_model(checkpoint, "cpu")
     src = [loaded.src_tokenizer.encode(s) for s in read_lines(MULTI30K / "train.de.gz")[:4000]]
     tgt = [loaded.tgt_tokenizer.encode(t) for t in read_lines(MULTI30K / "train.en.gz")[:4000]]
-    data = ParallelDataset(src, tgt, loaded.config.train.batch_tokens, seed=1)
+    train_config = loaded.config.train
+    data = ParallelDataset(src, tgt, train_config.batch_tokens, seed=1)
     chosen = [batch for _, batch in data.iterate(0)][:batches]
-    model = loaded.model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused_adam_available(torch.device("cpu")))
-    return model, chosen, optimizer
+    model, device = loaded.model.train(), torch.device("cpu")
+    step = TrainingStep(model=model, network=model, optimizer=make_optimizer(model, train_config, device),
+                        scaler=make_scaler(dtype), train_config=train_config, device=device, amp_dtype=dtype)
+    return step, chosen
 
 
 def training_steps(checkpoint: str, batches: int) -> tuple[Callable[[], None], int]:
-    """A callable running forward, backward, clipping and Adam over `batches` real Multi30k batches, as the
-    trainer does, with the checkpoint's model, tokenizers and batch size; and their target tokens."""
-    model, chosen, optimizer = training_parts(checkpoint, batches)
+    """A callable running the trainer's step (forward, backward, clipping and the optimizer, as the checkpoint's
+    config sets them) over `batches` real Multi30k batches, `train.accumulate` batches per update, in fp32
+    (the precision of the matmul ceiling the roofline compares with); and their target tokens."""
+    step, chosen = training_parts(checkpoint, batches)
+    group = step.config.accumulate
+    updates = [chosen[i:i + group] for i in range(0, len(chosen), group)]
+    divisors = [sum(batch.num_tgt_tokens for batch in micro_batches) for micro_batches in updates]  # counted once, untimed
 
     def run() -> None:
-        for batch in chosen:
-            optimizer.zero_grad(set_to_none=True)
-            loss = token_loss_sum(model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out)
-            (loss / batch.num_tgt_tokens).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
+        for micro_batches, divisor in zip(updates, divisors):
+            step(micro_batches, divisor)
 
     return run, sum(batch.num_tgt_tokens for batch in chosen)
 
