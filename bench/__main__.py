@@ -23,7 +23,7 @@ from bench.decoding import decode_in_worker, decoding_benchmark, find
 from bench.report import markdown_report
 from bench.service_throughput import service_benchmark
 from bench.training import train_for, training_benchmark
-from seq2seq.data import read_lines
+from seq2seq.corpus import read_lines
 
 DEFAULT_CONFIG = "configs/multi30k_de_en.yaml"
 

@@ -41,7 +41,7 @@ def decode_in_worker(checkpoint: str, test_set: str, beam: int, *, lines: int, r
 def worker(args: argparse.Namespace) -> dict:
     import torch
 
-    from seq2seq.data import read_lines
+    from seq2seq.corpus import read_lines
     from seq2seq.translate import Translator
 
     torch.set_num_threads(args.threads)

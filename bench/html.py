@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU
 
-from seq2seq.data import read_lines
+from seq2seq.corpus import read_lines
 from seq2seq.documents import translate_documents
 from seq2seq.translate import Translator
 

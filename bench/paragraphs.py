@@ -22,7 +22,7 @@ import httpx
 from sacrebleu.metrics import BLEU
 
 from seq2seq.cli import main as cli_main
-from seq2seq.data import read_lines
+from seq2seq.corpus import read_lines
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
 SETS = {"val": "val", "test2016": "test_2016_flickr"}

@@ -15,7 +15,7 @@ import time
 
 from bench.common import median
 from bench.decoding import TEST_SETS
-from seq2seq.data import read_lines
+from seq2seq.corpus import read_lines
 from seq2seq.evaluate import score_corpus
 from seq2seq.translate import Translator
 

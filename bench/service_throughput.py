@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from seq2seq.data import read_lines
+from seq2seq.corpus import read_lines
 from seq2seq.translate import Translator
 
 DEFAULT_SOURCE = Path("data/multi30k/test_2016_flickr.de.gz")

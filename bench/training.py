@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench.common import RESULTS_DIR, matmul_peak_gflops, median, run_measured
 from seq2seq.checkpoint import load_model
 from seq2seq.config import load_config
-from seq2seq.data import read_lines
+from seq2seq.corpus import read_lines
 from seq2seq.model import build_model
 from seq2seq.precision import mixed_precision_dtype
 from seq2seq.train import token_loss_sum

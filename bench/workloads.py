@@ -7,7 +7,8 @@ import torch
 
 from bench.common import MULTI30K
 from seq2seq.checkpoint import load_model
-from seq2seq.data import Batch, ParallelDataset, read_lines
+from seq2seq.batching import Batch, TrainingPairs
+from seq2seq.corpus import read_lines
 from seq2seq.step import TrainingStep, make_optimizer, make_scaler
 from seq2seq.translate import Translator
 
@@ -20,8 +21,8 @@ def training_parts(checkpoint: str, batches: int, dtype: Optional[torch.dtype] =
     src = [loaded.src_tokenizer.encode(s) for s in read_lines(MULTI30K / "train.de.gz")[:4000]]
     tgt = [loaded.tgt_tokenizer.encode(t) for t in read_lines(MULTI30K / "train.en.gz")[:4000]]
     train_config = loaded.config.train
-    data = ParallelDataset(src, tgt, train_config.batch_tokens, seed=1)
-    chosen = [batch for _, batch in data.iterate(0)][:batches]
+    data = TrainingPairs.from_lists(src, tgt, batch_tokens=train_config.batch_tokens, seed=1)
+    chosen = [step[0] for _, step in data.iterate_steps(0)][:batches]
     model, device = loaded.model.train(), torch.device("cpu")
     step = TrainingStep(model=model, network=model, optimizer=make_optimizer(model, train_config, device),
                         scaler=make_scaler(dtype), train_config=train_config, device=device, amp_dtype=dtype)

@@ -1,4 +1,4 @@
-"""Command line: `seq2seq train | translate | evaluate | score | average | serve | data`. Bad input exits with status 2 and one line on stderr."""
+"""Command line: `seq2seq train | prepare | translate | evaluate | score | average | serve | data`. Bad input exits with status 2 and one line on stderr."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,15 @@ from typing import Optional, Sequence
 
 from seq2seq.config import Device, Precision, ReducedPrecision, choices
 from seq2seq.errors import UserError
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from seq2seq.config import load_config
+    from seq2seq.prepare import prepare_data
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    data = prepare_data(load_config(args.config, args.set))
+    print(f"prepared: {data.folder} ({len(data.train):,} training pairs; `seq2seq train` with this config reuses it)")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -28,7 +37,7 @@ def _open_output(path: Optional[str]):
 
 
 def _open_input(path: Optional[str]):
-    from seq2seq.data import open_text
+    from seq2seq.corpus import open_text
 
     if not path:
         return sys.stdin
@@ -39,7 +48,7 @@ def _open_input(path: Optional[str]):
 
 
 def _count_lines(path: str) -> Optional[int]:
-    from seq2seq.data import open_text
+    from seq2seq.corpus import open_text
 
     with open_text(path, errors="replace") as f:
         return sum(1 for _ in f)
@@ -154,7 +163,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from seq2seq.data import read_lines
+    from seq2seq.corpus import read_lines
     from seq2seq.scoring import DEFAULT_SCORE_BATCH_TOKENS, score_pairs
     from seq2seq.translate import Translator
 
@@ -248,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
     p.add_argument("--resume", action="store_true", help="continue the run in the run directory from last.pt")
     p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("prepare", help="prepare a config's training data ahead of time (train does it on "
+                            "first use): cleaned, deduplicated, tokenized into memory-mapped arrays, reused after")
+    p.add_argument("config", help="YAML config, e.g. configs/multi30k_de_en.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
+    p.set_defaults(func=cmd_prepare)
 
     p = commands.add_parser("translate", help="translate lines with a checkpoint (stdin → stdout by default)")
     _add_model_arguments(p)

@@ -26,17 +26,48 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class CorpusConfig(Section):
+    """One training corpus and its share of each epoch."""
+
+    path: str = Field(min_length=1, description="corpus prefix (PREFIX.SRC[.gz] + PREFIX.TGT[.gz]) or a .tsv[.gz] file")
+    weight: Optional[float] = Field(default=None, gt=0, description="its share of each epoch, relative to the other "
+                                    "corpora's weights; unset on every corpus: in proportion to their sizes")
+
+
 class DataConfig(Section):
-    """Where the parallel text lives and how training pairs are cleaned."""
+    """Where the parallel text lives, how training pairs are cleaned, and where the prepared data is kept."""
 
     src_lang: str = Field(min_length=1)
     tgt_lang: str = Field(min_length=1)
-    train: str = Field(description="corpus prefix (PREFIX.SRC[.gz] + PREFIX.TGT[.gz]) or a .tsv[.gz] file")
-    valid: str
-    max_pairs: Optional[int] = Field(default=None, gt=0, description="use only the first N training pairs")
+    train: str | list[str | CorpusConfig] = Field(
+        description="a corpus prefix (PREFIX.SRC[.gz] + PREFIX.TGT[.gz]) or a .tsv[.gz] file; or a list of them, "
+                    "each a path or {path, weight}")
+    valid: str | list[str] = Field(description="one validation corpus or several; the first decides early stopping")
+    max_pairs: Optional[int] = Field(default=None, gt=0, description="use only the first N pairs of each training corpus")
     max_valid_pairs: Optional[int] = Field(default=None, gt=0)
-    max_length: int = Field(default=80, gt=0, description="longest sentence kept, in subword pieces")
+    max_length: int = Field(default=80, gt=0, lt=65535, description="longest sentence kept, in subword pieces")
     max_length_ratio: float = Field(default=3.0, ge=1.0, description="longest/shortest side ratio kept")
+    prepared_dir: str = Field(default="prepared", description="where training data is kept once prepared (cleaned, "
+                              "deduplicated, tokenized, memory-mapped); safe to delete, it is prepared again")
+    workers: Optional[int] = Field(default=None, gt=0, description="processes encoding the corpus; default: all cores")
+
+    @property
+    def train_corpora(self) -> list[CorpusConfig]:
+        entries = [self.train] if isinstance(self.train, str) else self.train
+        return [CorpusConfig(path=e) if isinstance(e, str) else e for e in entries]
+
+    @property
+    def valid_sets(self) -> list[str]:
+        return [self.valid] if isinstance(self.valid, str) else list(self.valid)
+
+    @model_validator(mode="after")
+    def _check_corpora(self) -> "DataConfig":
+        if not self.train_corpora or not self.valid_sets:
+            raise ValueError("data.train and data.valid need at least one corpus each")
+        weighted = [c.weight is not None for c in self.train_corpora]
+        if any(weighted) and not all(weighted):
+            raise ValueError("give a weight to every training corpus, or to none")
+        return self
 
 
 class TokenizerConfig(Section):
@@ -44,6 +75,8 @@ class TokenizerConfig(Section):
     joint: bool = False
     vocab_size: int = Field(default=8000, ge=16)
     character_coverage: float = Field(default=1.0, gt=0.9, le=1.0)
+    sample_pairs: int = Field(default=1_000_000, gt=0, description="SentencePiece is trained on at most this many "
+                              "training pairs, a sample drawn with the run's seed")
 
 
 class ModelConfig(Section):
@@ -127,6 +160,8 @@ class TrainConfig(Section):
     amp: bool = Field(default=True, description="mixed precision: bf16 products on a GPU or a CPU that multiplies "
                       "bf16 natively (fp16 on older GPUs); fp32 elsewhere")
     device: Device = "auto"
+    prefetch_batches: int = Field(default=2, ge=0, description="batches collated ahead in a background thread, "
+                                  "overlapping the training step (0: none)")
     threads: Optional[int] = Field(default=None, gt=0, description="CPU threads; default all cores")
 
     @model_validator(mode="after")

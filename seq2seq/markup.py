@@ -183,10 +183,18 @@ class _Block:
         words, separators = parts[0::2], parts[1::2]
         aligned = align_words(translation, len(source_words), len(words))
         sources = align_sources(translation, len(source_words), len(words))
-        placed, at_least = {}, 0
+        placed, at_least, opened_at = {}, 0, {}
         for tag in self.inner[fragment]:  # in source order, never before an earlier one: well nested
             index = self._target_index(tag, (start, end), source_words, aligned, sources, len(words))
             at_least = max(at_least, index)
+            if tag.element is None:
+                pass
+            elif tag.opens:
+                opened_at[tag.element] = at_least
+            elif opened_at.get(tag.element, len(words)) == at_least < len(words):
+                # its words were left untranslated and the tags before pushed it past them: it wraps the
+                # next word rather than nothing (an empty link or bold is invisible to the reader)
+                at_least += 1
             placed.setdefault(at_least, []).append(tag)
         groups = [_closing_then_opening(placed.get(i, [])) for i in range(len(words) + 1)]
         out = [_raw(groups[0][0])]

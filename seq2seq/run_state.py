@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import yaml
 
 from seq2seq import distributed
 from seq2seq.checkpoint import make_checkpoint, read_checkpoint, remove_stale_temporaries, save_checkpoint
@@ -50,7 +51,13 @@ def open_run(run_dir: Path, config: Config, resume: bool) -> Optional[dict]:
     refusing to overwrite a run and removing the temporaries a killed run left."""
     payload = _resume_payload(checkpoint_dir(run_dir), config) if resume else None
     _check_run_dir(run_dir, payload)
+    write_config(config, run_dir / "config.yaml")  # only now: a refused run leaves the run's own config alone
     return payload
+
+
+def write_config(config: Config, path: Path) -> None:
+    """The run's config as YAML, in section order, so that `seq2seq train` takes it back as it is."""
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
 def _resume_payload(ckpt_dir: Path, config: Config) -> Optional[dict]:

@@ -5,7 +5,8 @@ from typing import Sequence
 
 import torch
 
-from seq2seq.data import PAD, collate
+from seq2seq.batching import collate
+from seq2seq.tokenizer import PAD
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.translate import encode_sources, length_sorted_batches

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from seq2seq.config import DecodeConfig
-from seq2seq.data import BOS, EOS, UNK
+from seq2seq.tokenizer import BOS, EOS, UNK
 from seq2seq.model import Seq2Seq
 from seq2seq.model.decoder import OutputLayer
 

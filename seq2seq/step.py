@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from seq2seq.config import TrainConfig
-from seq2seq.data import PAD, Batch
+from seq2seq.batching import Batch
+from seq2seq.tokenizer import PAD
 from seq2seq.faults import fault_point
 from seq2seq.model import Seq2Seq
 from seq2seq.precision import autocast

@@ -8,7 +8,8 @@ from typing import Iterable, Sequence
 import sentencepiece as spm
 
 from seq2seq.config import TokenizerConfig
-from seq2seq.data import BOS, EOS, PAD, UNK
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3  # the special pieces' ids, the same in every SentencePiece model we train
 
 # Lone UTF-16 surrogates are valid in a Python str (JSON's "\ud800" decodes to one) but not in UTF-8,
 # and SentencePiece raises on them; they become U+FFFD, as a UTF-8 decoder would make them.

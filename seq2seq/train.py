@@ -1,18 +1,16 @@
-"""Training: data preparation, the loop, validation and early stopping. The step itself is seq2seq.step's;
-checkpoints, RNG state and exact resume are seq2seq.run_state's."""
+"""Training: the loop, validation and early stopping. The data is seq2seq.prepare's; the step itself is
+seq2seq.step's; checkpoints, RNG state and exact resume are seq2seq.run_state's."""
 from __future__ import annotations
 
 import logging
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import sacrebleu
 import torch
-import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -20,7 +18,7 @@ from seq2seq import distributed
 from seq2seq.allocator import keep_large_blocks
 from seq2seq.checkpoint import CheckpointWriteError
 from seq2seq.config import Config, DecodeConfig
-from seq2seq.data import Batch, ParallelDataset, clean_pairs, keep_pair, read_parallel
+from seq2seq.batching import Batch, TrainingPairs, prefetched
 from seq2seq.distributed import SINGLE, World
 from seq2seq.errors import UserError
 from seq2seq.faults import fault_point
@@ -29,49 +27,15 @@ from seq2seq.precision import mixed_precision_dtype
 from seq2seq.run_state import RunState, open_run
 from seq2seq.schedule import LRSchedule
 from seq2seq.step import TrainingStep, make_optimizer, make_scaler, token_loss_sum
-from seq2seq.tokenizer import Tokenizer, train_tokenizers
+from seq2seq.prepare import ValidationSet, prepare_data
+from seq2seq.tokenizer import Tokenizer
 from seq2seq.translate import resolve_device, translate_texts
 
 log = logging.getLogger("seq2seq.train")
 
 
-@dataclass
-class PreparedData:
-    train: ParallelDataset
-    valid: ParallelDataset
-    valid_src: list[str]
-    valid_ref: list[str]
-    src_tokenizer: Tokenizer
-    tgt_tokenizer: Tokenizer
-
-
-def prepare_data(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer]] = None) -> PreparedData:
-    """Read, clean, tokenize (training SentencePiece unless given) and length-filter the corpora."""
-    d = config.data
-    src, tgt = clean_pairs(*read_parallel(d.train, d.src_lang, d.tgt_lang))
-    if d.max_pairs:
-        src, tgt = src[: d.max_pairs], tgt[: d.max_pairs]
-    if not src:
-        raise UserError(f"no training pairs left in {d.train} after cleaning")
-    src_tok, tgt_tok = tokenizers or train_tokenizers(src, tgt, config.tokenizer)
-    src_ids, tgt_ids = src_tok.encode_batch(src), tgt_tok.encode_batch(tgt)
-    kept = [i for i in range(len(src_ids)) if keep_pair(len(src_ids[i]), len(tgt_ids[i]), d.max_length, d.max_length_ratio)]
-    log.info("training pairs: %d read, %d kept after length filtering", len(src_ids), len(kept))
-    train = ParallelDataset([src_ids[i] for i in kept], [tgt_ids[i] for i in kept], config.train.batch_tokens, config.seed)
-
-    valid_src, valid_ref = clean_pairs(*read_parallel(d.valid, d.src_lang, d.tgt_lang))
-    if d.max_valid_pairs:
-        valid_src, valid_ref = valid_src[: d.max_valid_pairs], valid_ref[: d.max_valid_pairs]
-    if not valid_src:
-        raise UserError(f"no validation pairs in {d.valid}")
-    limit = 4 * d.max_length
-    valid = ParallelDataset([s[:limit] for s in src_tok.encode_batch(valid_src)],
-                            [t[:limit] for t in tgt_tok.encode_batch(valid_ref)], config.train.batch_tokens, config.seed)
-    return PreparedData(train, valid, valid_src, valid_ref, src_tok, tgt_tok)
-
-
 @torch.no_grad()
-def validation_loss(model: Seq2Seq, data: ParallelDataset, device: torch.device) -> float:
+def validation_loss(model: Seq2Seq, data: TrainingPairs, device: torch.device) -> float:
     """Mean negative log-likelihood per target token (no label smoothing)."""
     model.eval()
     total, tokens = 0.0, 0
@@ -89,6 +53,7 @@ class Trainer:
 
     def __init__(self, config: Config, run_dir: Path, resume: bool = False, world: World = SINGLE):
         self.config, self.run_dir, self.world = config, run_dir, world
+        self.created = time.time()
         self.device = distributed.start(world, resolve_device(config.train.device))
         torch.set_num_threads(distributed.default_threads(world, config.train.threads))
         keep_large_blocks()
@@ -120,7 +85,7 @@ class Trainer:
         shared = self._load_on_main(resume) if self.world.is_main else None
         resume_payload, protos = distributed.broadcast_from_main(self.world, shared, self.device)
         if not self.world.is_main:
-            self.data = prepare_data(self.config, (Tokenizer(protos[0]), Tokenizer(protos[1])))
+            self.data = prepare_data(self.config, (Tokenizer(protos[0]), Tokenizer(protos[1])), progress=False)
         return resume_payload
 
     def _load_on_main(self, resume: bool) -> tuple[Optional[dict], tuple[bytes, bytes]]:
@@ -155,14 +120,17 @@ class Trainer:
         t = self.config.train
         p = self.progress
         started, window_tokens, window_time = time.time() - p.elapsed_seconds, 0, 0.0
+        first_step = p.step
         stop_reason = None
         while stop_reason is None:
             steps = self.data.train.iterate_steps(p.epoch, p.batch_in_epoch, t.accumulate, self.world.rank, self.world.size)
-            for position, batches in steps:
+            for position, batches in prefetched(steps, t.prefetch_batches):
                 step_start = time.time()
                 loss_sum, tokens = self._train_step(batches)
                 loss_sum, elapsed = self._agree(loss_sum, time.time() - started)
                 window_time += time.time() - step_start
+                if p.step == first_step:  # how long a start (or resume) takes before training runs
+                    log.info("first step done, %.1f s after training started", time.time() - self.created)
                 p.step, p.batch_in_epoch = p.step + 1, position
                 p.loss_sum, p.loss_tokens = p.loss_sum + loss_sum, p.loss_tokens + tokens
                 window_tokens += tokens
@@ -254,19 +222,26 @@ class Trainer:
         return None
 
     def _measure(self, tokens_per_sec: float) -> dict:
-        """Validation loss and greedy BLEU: the record that metrics.jsonl gets."""
-        p, t = self.progress, self.config.train
-        valid_loss = validation_loss(self.model, self.data.valid, self.device)
-        fault_point("validation")
-        hyps = translate_texts(self.model, self.data.src_tokenizer, self.data.tgt_tokenizer, self.data.valid_src,
-                               device=self.device, options=DecodeConfig(beam_size=1, max_length_ratio=t.valid_max_length_ratio))
-        bleu = sacrebleu.corpus_bleu([h.text for h in hyps], [self.data.valid_ref]).score
+        """Validation loss and greedy BLEU on every validation set: the record that metrics.jsonl gets.
+        The first set's figures are also the record's own `valid_loss` and `bleu`, which early stopping reads."""
+        p = self.progress
+        scores = {valid.name: self._score(valid) for valid in self.data.valid}
+        first = scores[self.data.valid[0].name]
         return {
             "step": p.step, "epoch": round(p.epoch + p.batch_in_epoch / max(1, len(self.data.train.epoch_batches(p.epoch))), 3),
-            "train_loss": p.loss_sum / max(p.loss_tokens, 1), "valid_loss": valid_loss,
-            "valid_ppl": math.exp(min(valid_loss, 50.0)), "bleu": bleu, "lr": self.schedule.lr(p.step, self._budget_used()),
-            "tokens_per_sec": round(tokens_per_sec, 1), "elapsed_sec": round(p.elapsed_seconds, 1),
+            "train_loss": p.loss_sum / max(p.loss_tokens, 1), "valid_loss": first["valid_loss"],
+            "valid_ppl": math.exp(min(first["valid_loss"], 50.0)), "bleu": first["bleu"],
+            "lr": self.schedule.lr(p.step, self._budget_used()), "tokens_per_sec": round(tokens_per_sec, 1),
+            "elapsed_sec": round(p.elapsed_seconds, 1), "valid_sets": scores,
         }
+
+    def _score(self, valid: ValidationSet) -> dict:
+        valid_loss = validation_loss(self.model, valid.pairs, self.device)
+        fault_point("validation")
+        options = DecodeConfig(beam_size=1, max_length_ratio=self.config.train.valid_max_length_ratio)
+        hyps = translate_texts(self.model, self.data.src_tokenizer, self.data.tgt_tokenizer, valid.sources,
+                               device=self.device, options=options)
+        return {"valid_loss": valid_loss, "bleu": sacrebleu.corpus_bleu([h.text for h in hyps], [valid.references]).score}
 
     def _best_text(self) -> str:
         best = self.progress.best_score
@@ -307,11 +282,6 @@ def setup_logging(run_dir: Path, world: World = SINGLE) -> None:
     log.setLevel(logging.INFO)
 
 
-def write_config(config: Config, path: Path) -> None:
-    """The run's config as YAML, in section order, so that `seq2seq train` takes it back as it is."""
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True), encoding="utf-8")
-
-
 def train(config: Config, run_dir: Optional[str] = None, resume: bool = False) -> dict:
     """Train a model as configured; returns the last validation record.
 
@@ -322,8 +292,6 @@ def train(config: Config, run_dir: Optional[str] = None, resume: bool = False) -
     world = distributed.world_from_env()  # several ranks under torchrun; one otherwise
     try:
         setup_logging(path, world)
-        if world.is_main:
-            write_config(config, path / "config.yaml")
     except OSError as err:
         raise UserError(f"cannot write to the run directory {path}: {err.strerror or err}") from None
     trainer: Optional[Trainer] = None

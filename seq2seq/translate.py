@@ -10,7 +10,7 @@ import torch
 from seq2seq.allocator import keep_large_blocks
 from seq2seq.checkpoint import LoadedModel, load_model
 from seq2seq.config import DecodeConfig, ReducedPrecision, decoding_options
-from seq2seq.data import collate
+from seq2seq.batching import collate
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.model.decoder import OutputLayer

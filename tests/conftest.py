@@ -43,7 +43,7 @@ def tiny_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_corpus() -> tuple[list[str], list[str]]:
     """The first 500 Multi30k training pairs (German, English)."""
-    from seq2seq.data import read_parallel
+    from seq2seq.corpus import read_parallel
 
     data_overrides()
     src, tgt = read_parallel(str(MULTI30K / "train"), "de", "en")

@@ -7,7 +7,9 @@ import sacrebleu
 import torch
 
 from seq2seq.config import DecodeConfig
-from seq2seq.data import EOS, PAD, UNK, collate, read_lines
+from seq2seq.batching import collate
+from seq2seq.corpus import read_lines
+from seq2seq.tokenizer import EOS, PAD, UNK
 from seq2seq.errors import UserError
 from seq2seq.precision import model_for_decoding
 from seq2seq.search import beam_search, best_tokens, greedy_search, top_k
@@ -50,7 +52,9 @@ def test_beam_finds_more_probable_translations_than_greedy(translator, sentences
     greedy_total = sum(h[0].score for h in greedy)
     beam_total = sum(h[0].score for h in beam)
     assert beam_total > greedy_total
-    assert sum(b[0].score >= g[0].score - 1e-4 for g, b in zip(greedy, beam)) >= 0.9 * len(sentences)
+    # Not every sentence: greedy's prefix can fall out of the 5 best at a later step and be pruned (the tiny
+    # model does so on 5 of these 40; at beam 10 on 1), which is beam search working as designed.
+    assert sum(b[0].score >= g[0].score - 1e-4 for g, b in zip(greedy, beam)) >= 0.8 * len(sentences)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0])

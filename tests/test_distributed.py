@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from seq2seq.config import load_config
-from seq2seq.data import ParallelDataset, collate
+from seq2seq.batching import TrainingPairs
 from seq2seq.errors import UserError
 from tests.conftest import REPO, data_overrides
 
@@ -136,9 +137,9 @@ def test_killed_under_ddp_resumes_to_the_uninterrupted_result(tmp_path: Path, tw
 
 # --- in one process ------------------------------------------------------------------------------
 
-def _toy_dataset(n: int = 40) -> ParallelDataset:
+def _toy_dataset(n: int = 40) -> TrainingPairs:
     lengths = [(3 + i % 7, 2 + (i * 5) % 9) for i in range(n)]
-    return ParallelDataset([[5] * s for s, _ in lengths], [[6] * t for _, t in lengths], batch_tokens=40, seed=3)
+    return TrainingPairs.from_lists([[5] * s for s, _ in lengths], [[6] * t for _, t in lengths], batch_tokens=40, seed=3)
 
 
 def test_shards_partition_each_step_and_keep_ranks_in_lockstep():
@@ -171,9 +172,9 @@ def test_accumulated_batches_give_the_gradient_of_one_large_batch(tmp_path: Path
     sets = data_overrides() + SMALL + NO_DROPOUT + ["train.threads=1", "train.accumulate=2", "train.amp=false"]
     trainer = Trainer(load_config(REPO / "configs/tiny.yaml", sets), tmp_path)
     first, second = (trainer.data.train.epoch_batches(0)[i] for i in (0, 1))
-    src, tgt = trainer.data.train.src_ids, trainer.data.train.tgt_ids
-    small = [collate([src[i] for i in ix], [tgt[i] for i in ix]) for ix in (first, second)]
-    large = collate([src[i] for i in first + second], [tgt[i] for i in first + second])
+    pairs = trainer.data.train.pairs
+    small = [pairs.batch(rows) for rows in (first, second)]
+    large = pairs.batch(np.concatenate([first, second]))
     initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
     def step(batches) -> tuple[float, int, list[torch.Tensor]]:

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from seq2seq.config import ModelConfig
-from seq2seq.data import PAD, collate
+from seq2seq.batching import collate
+from seq2seq.tokenizer import PAD
 from seq2seq.model import build_model
 from seq2seq.model.attention import build_attention
 from seq2seq.model.dropout import ByteDropout

@@ -4,7 +4,7 @@ from pathlib import Path
 import yaml
 
 from seq2seq.config import load_config
-from seq2seq.train import write_config
+from seq2seq.run_state import write_config
 from tests.conftest import REPO, data_overrides
 
 

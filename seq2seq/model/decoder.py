@@ -13,7 +13,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
-from seq2seq.data import PAD
+from seq2seq.tokenizer import PAD
 from seq2seq.model.attention import Attention
 from seq2seq.model.dropout import ByteDropout
 

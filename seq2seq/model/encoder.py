@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seq2seq.data import PAD
+from seq2seq.tokenizer import PAD
 from seq2seq.model.dropout import ByteDropout
 
 RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU}

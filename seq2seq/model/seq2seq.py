@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from seq2seq.config import ModelConfig
-from seq2seq.data import PAD
+from seq2seq.tokenizer import PAD
 from seq2seq.model.attention import build_attention
 from seq2seq.model.decoder import Bridge, Decoder, DecoderState, DirectBridge
 from seq2seq.model.encoder import Encoder

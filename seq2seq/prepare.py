@@ -1,0 +1,318 @@
+"""Prepared training data: the training corpora cleaned, deduplicated and tokenized once, into memory-mapped
+arrays that every later start and resume opens in seconds, whatever the corpus size.
+
+A prepared folder is named by a key over what its content depends on (the corpus files' size, modification
+time and sampled content; the settings that change what is read or how it is tokenized; the format version),
+so a changed corpus or setting prepares again and nothing stale is ever used. It is built in a hidden
+temporary folder and renamed into place when complete: a kill while preparing leaves nothing that a later
+run mistakes for prepared data. Length filtering happens when the folder is opened (vectorised, cheap), so
+changing `max_length` reuses it. Validation sets are small and encoded at every start.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import random
+import shutil
+import sys
+from collections import deque
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from seq2seq.batching import PairArrays, Part, TokenArray, TrainingPairs, id_dtype
+from seq2seq.config import Config, CorpusConfig
+from seq2seq.corpus import cleaned, corpus_files, fingerprint, iter_pairs, read_parallel
+from seq2seq.encoding import ChunkEncoder, EncodedChunk, encode_in_worker, start_worker
+from seq2seq.errors import UserError
+from seq2seq.faults import fault_point
+from seq2seq.tokenizer import Tokenizer, train_tokenizers
+
+log = logging.getLogger("seq2seq.train")
+
+FORMAT_VERSION = 1  # bump when the folder's layout or meaning changes: older folders are then prepared again
+CHUNK_PAIRS = 10_000  # pairs per encoding task
+SMALL_CORPUS_BYTES = 4 << 20  # below this, encoding in worker processes costs more than it saves
+TMP_MARK = ".tmp"
+
+
+@dataclass
+class ValidationSet:
+    name: str
+    pairs: TrainingPairs  # for the validation loss
+    sources: list[str]  # for BLEU
+    references: list[str]
+
+
+@dataclass
+class PreparedData:
+    train: TrainingPairs
+    valid: list[ValidationSet]  # the first decides early stopping
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    folder: Path
+
+
+def prepare_data(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer]] = None, *,
+                 progress: bool = True) -> PreparedData:
+    """The training data, prepared now if it is not yet (training SentencePiece unless `tokenizers` are
+    given, as on resume), and the validation sets."""
+    folder = ensure_prepared(config, tokenizers, progress=progress)
+    pairs, parts, (src_tok, tgt_tok) = open_prepared(folder, config)
+    train = TrainingPairs(pairs, parts, batch_tokens=config.train.batch_tokens, seed=config.seed)
+    if len(train) == 0:
+        raise UserError(f"no training pairs left in {config.data.train} after cleaning and length filtering")
+    valid = [validation_set(spec, config, src_tok, tgt_tok) for spec in config.data.valid_sets]
+    return PreparedData(train, valid, src_tok, tgt_tok, folder)
+
+
+def ensure_prepared(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer]] = None, *,
+                    progress: bool = True) -> Path:
+    """The folder of prepared training data for `config`, prepared first if needed.
+
+    Given tokenizers (a resumed run's, or rank 0's) reuse the folder prepared with its own SentencePiece
+    models when those are the same; otherwise the corpus is encoded with the given ones, in a folder of its own."""
+    folder = prepared_folder(config)
+    if tokenizers is not None and not (_complete(folder) and _protos(folder) == _proto_pair(tokenizers)):
+        folder = prepared_folder(config, tokenizers)
+    if not _complete(folder):
+        _build(folder, config, tokenizers, progress)
+    return folder
+
+
+def prepared_folder(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer]] = None) -> Path:
+    key = json.dumps(_key_inputs(config, tokenizers), sort_keys=True)
+    digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+    return Path(config.data.prepared_dir) / f"{_safe(config.name)}-{digest}"
+
+
+def _key_inputs(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer]]) -> dict:
+    """Everything a prepared folder's content depends on (weights, validation sets and lengths do not)."""
+    d = config.data
+    corpora = [{"spec": c.path, "files": [fingerprint(f) for f in corpus_files(c.path, d.src_lang, d.tgt_lang)]}
+               for c in d.train_corpora]
+    given = None if tokenizers is None else [hashlib.sha256(p).hexdigest() for p in _proto_pair(tokenizers)]
+    return {"format": FORMAT_VERSION, "corpora": corpora, "src_lang": d.src_lang, "tgt_lang": d.tgt_lang,
+            "max_pairs": d.max_pairs, "tokenizer": config.tokenizer.model_dump(mode="json"), "seed": config.seed,
+            "given_tokenizers": given}
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60] or "data"
+
+
+def _proto_pair(tokenizers: tuple[Tokenizer, Tokenizer]) -> tuple[bytes, bytes]:
+    return tokenizers[0].model_proto, tokenizers[1].model_proto
+
+
+def _protos(folder: Path) -> tuple[bytes, bytes]:
+    return (folder / "src.model").read_bytes(), (folder / "tgt.model").read_bytes()
+
+
+def _complete(folder: Path) -> bool:
+    """Renamed into place only when complete, with meta.json written last: its presence is the mark."""
+    try:
+        return json.loads((folder / "meta.json").read_text())["format"] == FORMAT_VERSION
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+# --- building ----------------------------------------------------------------------------------------
+def _build(folder: Path, config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer]], progress: bool) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(folder.parent)
+    tmp = folder.parent / f".{folder.name}{TMP_MARK}{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        log.info("preparing the training data in %s (once; later runs reuse it)", folder)
+        if tokenizers is None:
+            tokenizers = train_tokenizers(*_sample(config, progress), config.tokenizer)
+        (tmp / "src.model").write_bytes(tokenizers[0].model_proto)
+        (tmp / "tgt.model").write_bytes(tokenizers[1].model_proto)
+        meta = _encode_corpora(config, tokenizers, tmp, progress)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process prepared the same data meanwhile: theirs is as good
+            if not _complete(folder):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Temporary folders of preparations that were killed (their process is gone)."""
+    for stale in root.glob(f".*{TMP_MARK}*"):
+        pid = stale.name.rsplit(TMP_MARK, 1)[-1]
+        if stale.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _pairs_of(corpus: CorpusConfig, config: Config) -> Iterator[tuple[str, str]]:
+    """A corpus's cleaned pairs, the first `max_pairs` of them when set."""
+    pairs = cleaned(iter_pairs(corpus.path, config.data.src_lang, config.data.tgt_lang))
+    return islice(pairs, config.data.max_pairs)
+
+
+def _bar(description: str, progress: bool) -> tqdm:
+    return tqdm(desc=description, unit=" pairs", unit_scale=True, dynamic_ncols=True, disable=not progress,
+                mininterval=1.0 if sys.stderr.isatty() else 30.0)
+
+
+def _sample(config: Config, progress: bool) -> tuple[list[str], list[str]]:
+    """At most `tokenizer.sample_pairs` pairs from all training corpora, drawn uniformly with the run's seed
+    (reservoir sampling: one pass, memory bounded by the sample); all of them, in order, when fewer."""
+    size, chooser = config.tokenizer.sample_pairs, random.Random(config.seed)
+    sample: list[tuple[str, str]] = []
+    seen = 0
+    with _bar("sampling for SentencePiece", progress) as bar:
+        for corpus in config.data.train_corpora:
+            for pair in _pairs_of(corpus, config):
+                if seen < size:
+                    sample.append(pair)
+                else:
+                    slot = chooser.randrange(seen + 1)
+                    if slot < size:
+                        sample[slot] = pair
+                seen += 1
+                bar.update()
+    if not sample:
+        raise UserError(f"no training pairs in {config.data.train} after cleaning")
+    return [s for s, _ in sample], [t for _, t in sample]
+
+
+def _encode_corpora(config: Config, tokenizers: tuple[Tokenizer, Tokenizer], folder: Path, progress: bool) -> dict:
+    """Every corpus encoded into the folder's flat arrays; duplicates within a corpus marked; the meta."""
+    dtype = id_dtype(max(t.vocab_size for t in tokenizers))
+    lengths: dict[str, list[np.ndarray]] = {"src": [], "tgt": []}
+    hashes: list[np.ndarray] = []
+    bounds = [0]
+    with open(folder / "src.ids", "wb") as src_out, open(folder / "tgt.ids", "wb") as tgt_out, \
+            _bar("encoding", progress) as bar:
+        for corpus in config.data.train_corpora:
+            for chunk in _encoded_chunks(_chunks(_pairs_of(corpus, config)), tokenizers, dtype, _workers(config, corpus)):
+                src_out.write(chunk.src_ids.tobytes())
+                tgt_out.write(chunk.tgt_ids.tobytes())
+                lengths["src"].append(chunk.src_lengths)
+                lengths["tgt"].append(chunk.tgt_lengths)
+                hashes.append(chunk.hashes)
+                bar.update(len(chunk.hashes))
+                fault_point("prepare-encode")
+            bounds.append(sum(len(h) for h in hashes))
+    for side, parts in lengths.items():
+        side_lengths = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        offsets = np.zeros(len(side_lengths) + 1, dtype=np.int64)
+        np.cumsum(side_lengths, out=offsets[1:])
+        np.save(folder / f"{side}.offsets.npy", offsets)
+        np.save(folder / f"{side}.lengths.npy", np.minimum(side_lengths, np.iinfo(np.uint16).max).astype(np.uint16))
+    all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
+    unique = np.concatenate([start + np.unique(all_hashes[start:end], return_index=True)[1]
+                             for start, end in zip(bounds, bounds[1:])] or [np.zeros(0, dtype=np.int64)])
+    unique.sort()
+    np.save(folder / "unique_rows.npy", unique.astype(np.uint32 if len(all_hashes) < 2**32 else np.int64))
+    corpora = [{"path": c.path, "pairs": end - start,
+                "duplicates": int(end - start - np.count_nonzero((unique >= start) & (unique < end)))}
+               for c, start, end in zip(config.data.train_corpora, bounds, bounds[1:])]
+    for entry in corpora:
+        log.info("%s: %d pairs, %d exact duplicates removed", entry["path"], entry["pairs"], entry["duplicates"])
+    return {"format": FORMAT_VERSION, "dtype": dtype.name, "bounds": bounds, "corpora": corpora,
+            "key": _key_inputs(config, None)}
+
+
+def _workers(config: Config, corpus: CorpusConfig) -> int:
+    files = corpus_files(corpus.path, config.data.src_lang, config.data.tgt_lang)
+    if sum(f.stat().st_size for f in files) < SMALL_CORPUS_BYTES:
+        return 1
+    return config.data.workers or os.cpu_count() or 1
+
+
+def _chunks(pairs: Iterator[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
+    while chunk := list(islice(pairs, CHUNK_PAIRS)):
+        yield chunk
+
+
+def _encoded_chunks(chunks: Iterator[list[tuple[str, str]]], tokenizers: tuple[Tokenizer, Tokenizer],
+                    dtype: np.dtype, workers: int) -> Iterator[EncodedChunk]:
+    """The chunks encoded in order, by `workers` processes with at most two chunks each in flight (the
+    corpus is never read further ahead than that)."""
+    protos = _proto_pair(tokenizers)
+    if workers <= 1:
+        yield from map(ChunkEncoder(*protos, dtype), chunks)
+        return
+    # spawn, not fork: a forked child would inherit torch's thread pools in an undefined state
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=start_worker, initargs=(*protos, dtype)) as pool:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append(pool.apply_async(encode_in_worker, (chunk,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+# --- opening -------------------------------------------------------------------------------------------
+def open_prepared(folder: Path, config: Config) -> tuple[PairArrays, list[Part], tuple[Tokenizer, Tokenizer]]:
+    """The folder's arrays memory-mapped, its corpora as parts (rows kept by the length filter), its tokenizers."""
+    meta = json.loads((folder / "meta.json").read_text())
+    dtype = np.dtype(meta["dtype"])
+    pairs = PairArrays(_token_array(folder, "src", dtype), _token_array(folder, "tgt", dtype))
+    rows = np.load(folder / "unique_rows.npy")
+    rows = rows[_length_ok(pairs.src.lengths[rows], pairs.tgt.lengths[rows], config)]
+    bounds = meta["bounds"]
+    parts = [Part(corpus.path, rows[(rows >= start) & (rows < end)], corpus.weight)
+             for corpus, start, end in zip(config.data.train_corpora, bounds, bounds[1:])]
+    for part, entry in zip(parts, meta["corpora"]):
+        log.info("training pairs: %s: %d read, %d kept after removing duplicates and length filtering",
+                 part.name, entry["pairs"], len(part.rows))
+    src_tok, tgt_tok = (Tokenizer(proto) for proto in _protos(folder))
+    return pairs, parts, (src_tok, tgt_tok)
+
+
+def _token_array(folder: Path, side: str, dtype: np.dtype) -> TokenArray:
+    path = folder / f"{side}.ids"
+    ids = np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype=dtype)
+    return TokenArray(ids, np.load(folder / f"{side}.offsets.npy", mmap_mode="r"), np.load(folder / f"{side}.lengths.npy"))
+
+
+def _length_ok(src: np.ndarray, tgt: np.ndarray, config: Config) -> np.ndarray:
+    """Both sides non-empty and at most max_length pieces, and their ratio at most max_length_ratio."""
+    d = config.data
+    src, tgt = src.astype(np.int32), tgt.astype(np.int32)
+    within = (src > 0) & (tgt > 0) & (src <= d.max_length) & (tgt <= d.max_length)
+    return within & (np.maximum(src, tgt) <= d.max_length_ratio * np.minimum(src, tgt))
+
+
+def validation_set(spec: str, config: Config, src_tok: Tokenizer, tgt_tok: Tokenizer) -> ValidationSet:
+    """A validation corpus, cleaned and encoded (ids cut at 4 × max_length: only the loss reads them)."""
+    d = config.data
+    sources, references = read_parallel(spec, d.src_lang, d.tgt_lang)
+    kept = list(cleaned(zip(sources, references)))[: d.max_valid_pairs]
+    if not kept:
+        raise UserError(f"no validation pairs in {spec}")
+    sources, references = [s for s, _ in kept], [t for _, t in kept]
+    limit = 4 * d.max_length
+    pairs = TrainingPairs.from_lists([s[:limit] for s in src_tok.encode_batch(sources)],
+                                     [t[:limit] for t in tgt_tok.encode_batch(references)],
+                                     batch_tokens=config.train.batch_tokens, seed=config.seed)
+    name = Path(spec).name.removesuffix(".gz").removesuffix(".tsv")
+    return ValidationSet(name, pairs, sources, references)
