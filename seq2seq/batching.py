@@ -111,21 +111,24 @@ def token_batches(src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_tokens
     the Python loop runs once per batch and per distinct width, never per pair.
     """
     n = len(src_lengths)
-    width = np.maximum(src_lengths, tgt_lengths).astype(np.int32) + 1
-    # One int64 key (width, target length, tie-break) built in place: one sort, and at 5M pairs about
-    # 100 MB of temporaries instead of several arrays per field.
-    key = width.astype(np.int64) << 16
-    np.bitwise_or(key, np.asarray(tgt_lengths, dtype=np.int64), out=key)
-    key <<= 32
-    tie = rng.integers(0, 1 << 32, n, dtype=np.uint32) if rng is not None else np.arange(n, dtype=np.uint32)
-    np.bitwise_or(key, tie, out=key)
-    del tie
-    order = np.argsort(key)  # the keys are unique (positions) or nearly (random), so no stable sort is needed
-    del key
-    sorted_width = width[order]
-    group_starts = np.flatnonzero(np.r_[True, sorted_width[1:] != sorted_width[:-1]]).tolist() if n else []
-    batch_starts = _greedy_cuts(group_starts, sorted_width[group_starts].tolist(), n, batch_tokens)
-    batches = np.split(order, batch_starts[1:]) if n else []
+    if n == 0:
+        return []
+    width = np.maximum(src_lengths, tgt_lengths)
+    # One bucket per width, each sorted on its own: the temporaries are a bucket's, never the corpus's
+    # (at millions of pairs a global multi-key sort held several arrays of 8 bytes per pair at once).
+    order = np.empty(n, dtype=np.uint32 if n < 2**32 else np.int64)
+    group_starts, widths, filled = [], [], 0
+    for w in np.flatnonzero(np.bincount(width)).tolist():
+        members = np.flatnonzero(width == w)
+        targets = tgt_lengths[members]
+        keys = (rng.random(len(members), dtype=np.float32), targets) if rng is not None else (targets,)
+        order[filled:filled + len(members)] = members[np.lexsort(keys)]  # by target length, then random
+        group_starts.append(filled)
+        widths.append(w + 1)  # + 1 for EOS / BOS
+        filled += len(members)
+    del width
+    batch_starts = _greedy_cuts(group_starts, widths, n, batch_tokens)
+    batches = np.split(order, batch_starts[1:])
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
@@ -183,7 +186,7 @@ class TrainingPairs:
     def epoch_rows(self, epoch: int, rng: np.random.Generator) -> np.ndarray:
         """The rows one epoch trains on (unordered): every row, or each corpus's weighted share."""
         if self.parts[0].weight is None:
-            return np.concatenate([part.rows for part in self.parts])
+            return self.parts[0].rows if len(self.parts) == 1 else np.concatenate([part.rows for part in self.parts])
         shares = np.array([part.weight for part in self.parts]) / sum(part.weight for part in self.parts) * len(self)
         counts = np.floor(shares).astype(np.int64)
         counts[np.argsort(counts - shares)[: len(self) - counts.sum()]] += 1  # largest remainders: the sum is exact

@@ -96,7 +96,7 @@ def prepared_folder(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokeni
 def _key_inputs(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer]]) -> dict:
     """Everything a prepared folder's content depends on (weights, validation sets and lengths do not)."""
     d = config.data
-    corpora = [{"spec": c.path, "files": [fingerprint(f) for f in corpus_files(c.path, d.src_lang, d.tgt_lang)]}
+    corpora = [{"files": [fingerprint(f) for f in corpus_files(c.path, d.src_lang, d.tgt_lang)]}  # absolute paths
                for c in d.train_corpora]
     given = None if tokenizers is None else [hashlib.sha256(p).hexdigest() for p in _proto_pair(tokenizers)]
     return {"format": FORMAT_VERSION, "corpora": corpora, "src_lang": d.src_lang, "tgt_lang": d.tgt_lang,
@@ -276,11 +276,10 @@ def open_prepared(folder: Path, config: Config) -> tuple[PairArrays, list[Part],
     meta = json.loads((folder / "meta.json").read_text())
     dtype = np.dtype(meta["dtype"])
     pairs = PairArrays(_token_array(folder, "src", dtype), _token_array(folder, "tgt", dtype))
-    rows = np.load(folder / "unique_rows.npy")
-    rows = rows[_length_ok(pairs.src.lengths[rows], pairs.tgt.lengths[rows], config)]
-    bounds = meta["bounds"]
-    parts = [Part(corpus.path, rows[(rows >= start) & (rows < end)], corpus.weight)
-             for corpus, start, end in zip(config.data.train_corpora, bounds, bounds[1:])]
+    rows = _rows_kept(np.load(folder / "unique_rows.npy"), pairs, config)
+    cuts = np.searchsorted(rows, meta["bounds"])  # rows are sorted: each corpus's rows are one slice (a view)
+    parts = [Part(corpus.path, rows[start:end], corpus.weight)
+             for corpus, start, end in zip(config.data.train_corpora, cuts, cuts[1:])]
     for part, entry in zip(parts, meta["corpora"]):
         log.info("training pairs: %s: %d read, %d kept after removing duplicates and length filtering",
                  part.name, entry["pairs"], len(part.rows))
@@ -294,8 +293,17 @@ def _token_array(folder: Path, side: str, dtype: np.dtype) -> TokenArray:
     return TokenArray(ids, np.load(folder / f"{side}.offsets.npy", mmap_mode="r"), np.load(folder / f"{side}.lengths.npy"))
 
 
+def _rows_kept(rows: np.ndarray, pairs: PairArrays, config: Config, chunk: int = 1 << 20) -> np.ndarray:
+    """The rows whose sides are non-empty and at most max_length pieces, with a ratio at most
+    max_length_ratio; in chunks, so the temporaries stay small whatever the corpus size."""
+    keep = np.zeros(len(rows), dtype=bool)
+    for first in range(0, len(rows), chunk):
+        part = rows[first:first + chunk]
+        keep[first:first + chunk] = _length_ok(pairs.src.lengths[part], pairs.tgt.lengths[part], config)
+    return rows[keep]
+
+
 def _length_ok(src: np.ndarray, tgt: np.ndarray, config: Config) -> np.ndarray:
-    """Both sides non-empty and at most max_length pieces, and their ratio at most max_length_ratio."""
     d = config.data
     src, tgt = src.astype(np.int32), tgt.astype(np.int32)
     within = (src > 0) & (tgt > 0) & (src <= d.max_length) & (tgt <= d.max_length)
