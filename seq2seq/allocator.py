@@ -4,11 +4,12 @@ glibc serves each block of 32 MB or more with a fresh mmap and unmaps it when it
 tensors here are made once per step at just that size: a training batch's logits (1,000 target tokens ×
 8,000 words × 4 bytes) and their gradient, and beam search's log-probabilities (250 sentences × 5 beams ×
 8,000 words). Each such block then page-faults in again, 4 KB at a time, on every step. On a 2-core CPU
-that made the output layer and its log-softmax 1.4× slower at beam search's shape (`python -m bench.micro`).
+that made the output layer and its log-softmax markedly slower at beam search's shape (BENCHMARKS.md,
+`python -m bench.micro`).
 Raising glibc's mmap and trim thresholds keeps those blocks in the heap.
 
 The cost: freed memory stays with the process for reuse instead of going back to the system, and the
-heap holds a few spare blocks of that size (peak memory of beam 5 over test2016: 639 → 665 MB).
+heap holds a few spare blocks of that size (the peak-memory cost is in BENCHMARKS.md).
 """
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ def token_batches(src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_tokens
         return []
     width = np.maximum(src_lengths, tgt_lengths)
     # One bucket per width, each sorted on its own: the temporaries are a bucket's, never the corpus's
-    # (at millions of pairs a global multi-key sort held several arrays of 8 bytes per pair at once).
+    # (a global multi-key sort holds several arrays of 8 bytes per pair at once).
     order = np.empty(n, dtype=np.uint32 if n < 2**32 else np.int64)
     group_starts, widths, filled = [], [], 0
     for w in np.flatnonzero(np.bincount(width)).tolist():

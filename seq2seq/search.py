@@ -78,8 +78,8 @@ def _log_sum_exp_(logits: torch.Tensor, row_max: torch.Tensor) -> torch.Tensor:
 def top_k(scores: torch.Tensor, k: int, block: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """The same values as `scores.topk(k, dim=1)`, best first, with their ids; scores: (N, V) → (N, k), (N, k).
 
-    On a CPU, torch's top-k and max-with-index over 8,000 words cost 5 to 10 times a plain maximum, and
-    were 14% of beam search. A row's k best all lie in the k blocks with the highest block maximum, so
+    On a CPU, torch's top-k and max-with-index over 8,000 words cost several times a plain maximum, and
+    were a large share of beam search (BENCHMARKS.md). A row's k best all lie in the k blocks with the highest block maximum, so
     this takes the maximum of each block of `block` words, and the top k of just those k blocks.
     """
     N, V = scores.shape

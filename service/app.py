@@ -18,7 +18,7 @@ from seq2seq.documents import Format
 from seq2seq.errors import UserError
 from seq2seq.translate import Translation
 from service.batcher import Batcher, Overloaded
-from service.decoder import DecoderFailed, DecoderProcess
+from service.decoder_process import DecoderFailed, DecoderProcess
 from service.files import FileStore
 from service.libretranslate import add_libretranslate_routes, is_libretranslate
 from service.metrics import Metrics

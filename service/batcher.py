@@ -17,7 +17,7 @@ from typing import Optional
 
 from seq2seq.config import DecodeConfig
 from seq2seq.translate import Translation
-from service.decoder import DecoderProcess
+from service.decoder_process import DecoderProcess
 from service.metrics import Metrics
 from service.models import ServedModel
 

@@ -173,8 +173,8 @@ class Decoder(nn.Module):
         """The generator as one product without a bias on a CPU: the bias becomes a weight row fed by a constant 1.
 
         On a CPU a product with a bias first copies the bias into every row of the (B, V) result and then
-        adds to it, one more pass over the biggest tensor of a decoding step. Folded, decoding is about
-        7% faster (BENCHMARKS.md). Elsewhere (a GPU, an int8 generator) the generator is returned as it is.
+        adds to it, one more pass over the biggest tensor of a decoding step. Folded, decoding is faster
+        (by how much: BENCHMARKS.md). Elsewhere (a GPU, an int8 generator) the generator is returned as it is.
         With `dtype` (bf16 decoding) the folded weight is stored in it, rather than cast at every step.
         The result is a snapshot of the weights: build it again after they change. (It is not cached here,
         because fused Adam updates the weights without moving their version counters.)

@@ -1,7 +1,7 @@
-"""Dropout whose mask comes from random bytes: about 9× cheaper than `nn.Dropout` on a CPU.
+"""Dropout whose mask comes from random bytes: several times cheaper than `nn.Dropout` on a CPU.
 
-torch draws a CPU dropout mask one Bernoulli sample per element (about 11 ns each on the benchmark
-machine), which made dropout 5.5% of a training step. Here one 64-bit draw gives the mask of 8 elements:
+torch draws a CPU dropout mask one Bernoulli sample per element, which made dropout a visible share of a
+training step (the figures: BENCHMARKS.md, `python -m bench.micro`). Here one 64-bit draw gives the mask of 8 elements:
 each random byte is compared with round(p · 256), so the rate is p to the nearest 1/256 (0.3 → 0.3008;
 at most 255/256, so something is always kept), and the kept values are scaled by the exact inverse of
 the kept fraction, keeping the expectation.
