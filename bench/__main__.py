@@ -66,8 +66,8 @@ def our_process_decoding(checkpoint: str, beam: int) -> dict:
                "--length-penalty", "1.0", "--input", str(MULTI30K / "test_2016_flickr.de.gz")]
     measured = run_measured(command, env={"OMP_NUM_THREADS": "2"})
     lines = len(measured.stdout.splitlines())
-    return {"beam": beam, "process_s": round(measured.wall_s, 2), "process_sentences_per_s": round(lines / measured.wall_s, 1),
-            "peak_mb": round(measured.peak_mb)}
+    return {"beam": beam, "process_s": round(measured.wall_s, 2),
+            "process_sentences_per_s": round(lines / measured.wall_s, 1), "peak_mb": round(measured.peak_mb)}
 
 
 def _median_run(runs: list[dict], rate) -> dict:

@@ -26,7 +26,8 @@ TEST_SETS = {
 
 
 def decode_in_worker(checkpoint: str, test_set: str, beam: int, *, lines: int, repeats: int, threads: int,
-                     precision: Optional[str] = None, batch_tokens: int = DEFAULT_BATCH_TOKENS, length_quartile: Optional[int] = None) -> dict:
+                     precision: Optional[str] = None, batch_tokens: int = DEFAULT_BATCH_TOKENS,
+                     length_quartile: Optional[int] = None) -> dict:
     """One decoding setting measured in a fresh process: its result dict (see `worker`)."""
     command = [sys.executable, "-m", "bench.decoding", "--worker", "--checkpoint", checkpoint, "--test-set", test_set,
                "--beam", str(beam), "--lines", str(lines), "--repeats", str(repeats), "--threads", str(threads),

@@ -90,7 +90,8 @@ def run(checkpoint: str, ks: list[int], repeats: int, as_is: bool = False) -> li
                                  "bleu_lines": bleu(hyps[k], ref) if k == 1 else None,
                                  "hyps": hyps[k], "seconds": statistics.median(times[k])})
             for row in [r for r in rows if r["set"] == name]:  # every row scored on every paragraph size
-                line_hyps = next(r["hyps"] for r in rows if r["set"] == name and r["path"] == row["path"] and r["k"] == 1)
+                line_hyps = next(r["hyps"] for r in rows
+                                 if r["set"] == name and r["path"] == row["path"] and r["k"] == 1)
                 row["sentences_per_s"] = round(row["sentences"] / row["seconds"], 1)
                 row["bleu_by_k"] = {k: bleu(paragraphs(line_hyps, k) if row["k"] == 1 else row["hyps"],
                                             paragraphs(ref, k)) for k in ks if row["k"] in (1, k)}
@@ -108,7 +109,8 @@ def report(rows: list[dict]) -> str:
         base = next(r for r in rows if (r["set"], r["path"], r["k"]) == (row["set"], row["path"], 1))
         ours, theirs = row["bleu_by_k"][row["k"]], base["bleu_by_k"][row["k"]]
         lines.append(f"| {row['set']} | {row['path']} | paragraphs of {row['k']} | {ours} | {theirs} | "
-                     f"{ours - theirs:+.2f} | {row['sentences_per_s']} | {row['sentences_per_s'] / base['sentences_per_s']:.2f} |")
+                     f"{ours - theirs:+.2f} | {row['sentences_per_s']} | "
+                     f"{row['sentences_per_s'] / base['sentences_per_s']:.2f} |")
     return "\n".join(lines)
 
 

@@ -52,19 +52,20 @@ def train_onmt(steps: int) -> dict:
     run_measured([str(bin_dir / "onmt_build_vocab"), "-config", str(config), "-n_sample", "-1"], env=THREADS)
     measured = run_measured([str(bin_dir / "onmt_train"), "-config", str(config)], env=THREADS)
     rates = [float(tgt) for _, tgt in re.findall(r"(\d+)/\s*(\d+) tok/s", measured.stderr)]  # source/target
-    return {"toolkit": "OpenNMT-py", "steps": steps, "wall_s": round(measured.wall_s, 1), "peak_mb": round(measured.peak_mb),
-            "tgt_tokens_per_s": median(rates) if rates else None,
+    return {"toolkit": "OpenNMT-py", "steps": steps, "wall_s": round(measured.wall_s, 1),
+            "peak_mb": round(measured.peak_mb), "tgt_tokens_per_s": median(rates) if rates else None,
             "checkpoint": str(work / f"model/model_step_{steps}.pt")}
 
 
 def train_joey(steps: int) -> dict:
     work = _fresh(PEERS_DIR / "bench_joey")
     config = _config("joey", work, steps)
-    measured = run_measured([str(PEERS_DIR / "venv_joey/bin/python"), "-m", "joeynmt", "train", str(config), "--skip-test"],
-                            env=THREADS)
+    measured = run_measured([str(PEERS_DIR / "venv_joey/bin/python"), "-m", "joeynmt", "train", str(config),
+                             "--skip-test"], env=THREADS)
     rates = [float(r) for r in re.findall(r"Tokens per Sec:\s*([\d.]+)", (work / "model/train.log").read_text())]
-    return {"toolkit": "Joey NMT", "steps": steps, "wall_s": round(measured.wall_s, 1), "peak_mb": round(measured.peak_mb),
-            "tgt_tokens_per_s": median(rates) if rates else None, "checkpoint": str(work / "model/latest.ckpt")}
+    return {"toolkit": "Joey NMT", "steps": steps, "wall_s": round(measured.wall_s, 1),
+            "peak_mb": round(measured.peak_mb), "tgt_tokens_per_s": median(rates) if rates else None,
+            "checkpoint": str(work / "model/latest.ckpt")}
 
 
 def _bleu(pieces_file: Path) -> float:
@@ -79,8 +80,9 @@ def _bleu(pieces_file: Path) -> float:
 def decode_onmt(checkpoint: str, beam: int) -> dict:
     work = PEERS_DIR / "bench_onmt"
     output = work / f"test.beam{beam}.pieces"
-    command = [str(PEERS_DIR / "venv_onmt/bin/onmt_translate"), "-model", checkpoint, "-src", str(PEERS_DIR / "data/sp/test.de"),
-               "-output", str(output), "-beam_size", str(beam), "-batch_size", "64", "-batch_type", "sents",
+    command = [str(PEERS_DIR / "venv_onmt/bin/onmt_translate"), "-model", checkpoint,
+               "-src", str(PEERS_DIR / "data/sp/test.de"), "-output", str(output), "-beam_size", str(beam),
+               "-batch_size", "64", "-batch_type", "sents",
                "-max_length", "100", "-length_penalty", "wu", "-alpha", "1.0", "-report_time", "-gpu", "-1"]
     if beam == 1:
         command += ["-random_sampling_topk", "1"]
@@ -100,7 +102,8 @@ def decode_joey(checkpoint: str, beam: int) -> dict:
                             env=THREADS, stdin_path=PEERS_DIR / "data/sp/test.de")
     output = work / f"test.beam{beam}.pieces"
     log_line = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ - ")
-    output.write_text("\n".join(l for l in measured.stdout.splitlines() if not log_line.match(l)) + "\n", encoding="utf-8")
+    decoded = [line for line in measured.stdout.splitlines() if not log_line.match(line)]
+    output.write_text("\n".join(decoded) + "\n", encoding="utf-8")
     generation = re.search(r"[Gg]eneration took ([\d.]+)", measured.stdout + measured.stderr)
     return _decode_result("Joey NMT", beam, measured, float(generation.group(1)) if generation else None, output)
 
@@ -110,7 +113,8 @@ def _decode_result(toolkit: str, beam: int, measured, generation_s, output: Path
     tokens = sum(len(line.split()) + 1 for line in lines)
     return {"toolkit": toolkit, "beam": beam, "sentences": len(lines), "process_s": round(measured.wall_s, 2),
             "process_sentences_per_s": round(len(lines) / measured.wall_s, 1),
-            "generation_s": generation_s, "generation_sentences_per_s": round(len(lines) / generation_s, 1) if generation_s else None,
+            "generation_s": generation_s,
+            "generation_sentences_per_s": round(len(lines) / generation_s, 1) if generation_s else None,
             "generation_tgt_tokens_per_s": round(tokens / generation_s) if generation_s else None,
             "peak_mb": round(measured.peak_mb), "bleu": _bleu(output)}
 

@@ -20,10 +20,12 @@ GROUPS = [  # first match wins
     ("matrix products", ("addmm", "aten::mm", "bmm", "matmul", "linear", "baddbmm", "aten::lstm", "_thnn_fused")),
     ("optimizer", ("adam", "_foreach", "clip_grad")),
     ("softmax and loss", ("softmax", "cross_entropy", "nll_loss", "log_softmax", "topk", "sort")),
-    ("indexing and copies", ("index", "select", "gather", "scatter", "copy_", "cat", "stack", "embedding", "pad", "clone",
-                             "contiguous", "split", "chunk", "unbind", "view", "reshape", "transpose", "slice", "narrow")),
-    ("element-wise (gates, tanh, masks)", ("sigmoid", "tanh", "mul", "add", "sub", "div", "where", "masked", "fill", "dropout",
-                                           "zero", "exp", "neg", "eq", "ne", "lt", "gt", "sum", "max", "min", "bernoulli")),
+    ("indexing and copies", ("index", "select", "gather", "scatter", "copy_", "cat", "stack", "embedding", "pad",
+                             "clone", "contiguous", "split", "chunk", "unbind", "view", "reshape", "transpose",
+                             "slice", "narrow")),
+    ("element-wise (gates, tanh, masks)", ("sigmoid", "tanh", "mul", "add", "sub", "div", "where", "masked", "fill",
+                                           "dropout", "zero", "exp", "neg", "eq", "ne", "lt", "gt", "sum", "max",
+                                           "min", "bernoulli")),
 ]
 
 
@@ -75,7 +77,8 @@ def main() -> None:
     keep_large_blocks()  # as the trainer and the translator do
     print(f"## Training, {args.steps} steps\n\n{profile_training(args.checkpoint, args.steps)}\n")
     for beam in (1, 5):
-        print(f"## Decoding, beam {beam}, {args.lines} test2016 sentences\n\n{profile_decoding(args.checkpoint, args.lines, beam)}\n")
+        table = profile_decoding(args.checkpoint, args.lines, beam)
+        print(f"## Decoding, beam {beam}, {args.lines} test2016 sentences\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -15,14 +15,17 @@ def markdown_report(r: dict) -> str:
     parts.append("## Training\n" + _table(
         ["model", "steps", "tgt tok/s", "src+tgt tok/s", "peak MB", "GFLOP/tgt tok", "GFLOP/s", "products in",
          "matmul peak", "fraction", "fp32 peak", "fraction of fp32 peak"],
-        [[d["config"], d["steps"], d["tgt_tokens_per_s"], d["src_tgt_tokens_per_s"], d["peak_mb"], d["gflops_per_tgt_token"],
-          d["achieved_gflops"], d.get("products_dtype", "fp32"), d["matmul_peak_gflops"], d["fraction_of_peak"],
+        [[d["config"], d["steps"], d["tgt_tokens_per_s"], d["src_tgt_tokens_per_s"], d["peak_mb"],
+          d["gflops_per_tgt_token"], d["achieved_gflops"], d.get("products_dtype", "fp32"), d["matmul_peak_gflops"],
+          d["fraction_of_peak"],
           d.get("fp32_matmul_peak_gflops"), d.get("fraction_of_fp32_peak")]]))
     peer = r.get("peers")
     m = t["peer_match"]
-    rows = [["ours (configs/peer_match.yaml)", m["steps"], m["wall_s"], m["tgt_tokens_per_s"], m["peak_mb"], m["valid_bleu_greedy"]]]
+    rows = [["ours (configs/peer_match.yaml)", m["steps"], m["wall_s"], m["tgt_tokens_per_s"], m["peak_mb"],
+             m["valid_bleu_greedy"]]]
     if peer:
-        rows += [[p["toolkit"], p["steps"], p["wall_s"], p["tgt_tokens_per_s"], p["peak_mb"], None] for p in peer["training"]]
+        rows += [[p["toolkit"], p["steps"], p["wall_s"], p["tgt_tokens_per_s"], p["peak_mb"], None]
+                 for p in peer["training"]]
     parts.append("## Same model as the peers: training\n" + _table(
         ["toolkit", "steps", "wall s", "tgt tok/s (own log)", "peak MB", "val BLEU greedy"], rows))
     rounds = lambda x: " / ".join(str(v) for v in x.get("rounds", []))  # noqa: E731
@@ -36,7 +39,8 @@ def markdown_report(r: dict) -> str:
         rows += [[p["toolkit"], p["beam"], p["sentences"], p["generation_sentences_per_s"], rounds(p),
                   p["process_sentences_per_s"], p["generation_tgt_tokens_per_s"], p["peak_mb"], p["bleu"]]
                  for p in peer["decoding"]]
-    parts.append("## Same model as the peers: decoding test2016 (1,000 sentences, median round; toolkits in turn)\n" + _table(
+    title = "## Same model as the peers: decoding test2016 (1,000 sentences, median round; toolkits in turn)\n"
+    parts.append(title + _table(
         ["toolkit", "beam", "sentences", "sent/s (generation)", "each round", "sent/s (whole process)", "tgt tok/s",
          "peak MB", "BLEU"], rows))
     if "roofline_peer_model" in r:
@@ -51,15 +55,17 @@ def markdown_report(r: dict) -> str:
     dec = r["decoding"]
     parts.append(f"## Decoding ({r['decoding_checkpoint']})\n" + _table(
         ["test set", "beam", "precision", "sentences", "sent/s", "tgt tok/s", "ms/sentence", "peak MB", "BLEU"],
-        [[x["test_set"], x["beam"], x["precision"] or "fp32", x["sentences"], x["sentences_per_s"], x["tgt_tokens_per_s"],
-          x["ms_per_sentence"], x["peak_mb"], x["bleu"]] for x in dec["runs"]]))
+        [[x["test_set"], x["beam"], x["precision"] or "fp32", x["sentences"], x["sentences_per_s"],
+          x["tgt_tokens_per_s"], x["ms_per_sentence"], x["peak_mb"], x["bleu"]] for x in dec["runs"]]))
     if "by_length" in dec:
         parts.append("### Time against source length (IWSLT14 test, length quartiles)\n" + _table(
             ["beam", "mean source pieces", "ms/sentence", "tgt tok/s"],
-            [[x["beam"], x["mean_source_pieces"], x["ms_per_sentence"], x["tgt_tokens_per_s"]] for x in dec["by_length"]]))
+            [[x["beam"], x["mean_source_pieces"], x["ms_per_sentence"], x["tgt_tokens_per_s"]]
+             for x in dec["by_length"]]))
         parts.append("### Time against batch size (test2016, beam 5)\n" + _table(
             ["source tokens per batch", "sent/s", "ms/sentence", "peak MB"],
-            [[x["batch_tokens"] // x["beam"], x["sentences_per_s"], x["ms_per_sentence"], x["peak_mb"]] for x in dec["by_batch"]]))
+            [[x["batch_tokens"] // x["beam"], x["sentences_per_s"], x["ms_per_sentence"], x["peak_mb"]]
+             for x in dec["by_batch"]]))
     if "service" in r:
         s = r["service"]
         parts.append(f"## Service (beam 5, {s['sentences']} sentences; offline {s['offline_sentences_per_s']} sent/s, "

@@ -122,7 +122,8 @@ def _timed(work: Callable[[], None]) -> float:
 
 def markdown(results: list[dict], ceiling: float) -> str:
     lines = [f"matmul ceiling (1024³, now): {ceiling:.1f} GFLOP/s", "",
-             "| work | measured | products alone | headroom | rate measured → products only | products' GFLOP/s alone | achieved GFLOP/s |",
+             "| work | measured | products alone | headroom | rate measured → products only "
+             "| products' GFLOP/s alone | achieved GFLOP/s |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['work']} | {r['measured_s']:.3f} s | {r['products_alone_s']:.3f} s | "

@@ -183,12 +183,14 @@ def main() -> None:
 
     results = service_benchmark(args.checkpoint, read_lines(args.source)[: args.sentences], args.clients,
                                 args.beam_size, args.repeats, args.server_threads)
-    print(f"offline batch: {results['offline_sentences_per_s']} sent/s (beam {args.beam_size}, {results['sentences']} sentences)")
+    print(f"offline batch: {results['offline_sentences_per_s']} sent/s "
+          f"(beam {args.beam_size}, {results['sentences']} sentences)")
     print("clients | sent/s | vs offline | p50 ms | p95 ms | p99 ms")
     for clients, r in results["clients"].items():
         print(f"{clients:7d} | {r['sentences_per_s']:6.1f} | {r['vs_offline']:10.2f} | {r['p50_ms']:6.1f} | "
               f"{r['p95_ms']:6.1f} | {r['p99_ms']:6.1f}")
-    print(f"server peak memory: {results['server_peak_mb']} MB; mean batch: {results['mean_batch_sentences']} sentences")
+    print(f"server peak memory: {results['server_peak_mb']} MB; "
+          f"mean batch: {results['mean_batch_sentences']} sentences")
     print(json.dumps(results))
 
 

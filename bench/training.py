@@ -63,7 +63,8 @@ def train_for(config_path: str, run_dir: Path, steps: int, windows: int = 3, min
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return {
         "steps": records[-1]["step"], "wall_s": round(measured.wall_s, 1), "peak_mb": round(measured.peak_mb),
-        "tgt_tokens_per_s": median([r["tokens_per_sec"] for r in records]), "valid_bleu_greedy": round(records[-1]["bleu"], 2),
+        "tgt_tokens_per_s": median([r["tokens_per_sec"] for r in records]),
+        "valid_bleu_greedy": round(records[-1]["bleu"], 2),
         "checkpoint": str(run_dir / "checkpoints/best.pt"), "last_checkpoint": str(run_dir / "checkpoints/last.pt"),
     }
 

@@ -6,14 +6,15 @@ from typing import Callable, Optional
 import torch
 
 from bench.common import MULTI30K
-from seq2seq.checkpoint import load_model
 from seq2seq.batching import Batch, TrainingPairs
+from seq2seq.checkpoint import load_model
 from seq2seq.corpus import read_lines
 from seq2seq.step import TrainingStep, make_optimizer, make_scaler
 from seq2seq.translate import Translator
 
 
-def training_parts(checkpoint: str, batches: int, dtype: Optional[torch.dtype] = None) -> tuple[TrainingStep, list[Batch]]:
+def training_parts(checkpoint: str, batches: int,
+                   dtype: Optional[torch.dtype] = None) -> tuple[TrainingStep, list[Batch]]:
     """The trainer's step for the checkpoint's model on the CPU, built from the checkpoint's own train section
     (optimizer, lr, clip_norm, label_smoothing), with autocast in `dtype` (None: fp32); and `batches` real
     Multi30k batches at its batch size, with its tokenizers."""
@@ -36,7 +37,8 @@ def training_steps(checkpoint: str, batches: int) -> tuple[Callable[[], None], i
     step, chosen = training_parts(checkpoint, batches)
     group = step.config.accumulate
     updates = [chosen[i:i + group] for i in range(0, len(chosen), group)]
-    divisors = [sum(batch.num_tgt_tokens for batch in micro_batches) for micro_batches in updates]  # counted once, untimed
+    # counted once, untimed
+    divisors = [sum(batch.num_tgt_tokens for batch in micro_batches) for micro_batches in updates]
 
     def run() -> None:
         for micro_batches, divisor in zip(updates, divisors):

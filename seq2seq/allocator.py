@@ -31,12 +31,14 @@ def keep_large_blocks() -> bool:
     global _applied
     if _applied:
         return True
-    if platform.libc_ver()[0] != "glibc" or "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+    if (platform.libc_ver()[0] != "glibc" or "MALLOC_MMAP_THRESHOLD_" in os.environ
+            or "MALLOC_TRIM_THRESHOLD_" in os.environ):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
     # trim first: a raised mmap threshold with the default trim threshold would still hand the heap's top back
-    _applied = bool(libc.mallopt(_M_TRIM_THRESHOLD, KEEP_BLOCKS_UP_TO)) and bool(libc.mallopt(_M_MMAP_THRESHOLD, KEEP_BLOCKS_UP_TO))
+    _applied = (bool(libc.mallopt(_M_TRIM_THRESHOLD, KEEP_BLOCKS_UP_TO))
+                and bool(libc.mallopt(_M_MMAP_THRESHOLD, KEEP_BLOCKS_UP_TO)))
     return _applied

@@ -31,7 +31,8 @@ class Batch:
         return int((self.tgt_out != PAD).sum())
 
     def to(self, device: torch.device) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=True) for t in (self.src, self.src_lengths, self.tgt_in, self.tgt_out)))
+        tensors = (self.src, self.src_lengths, self.tgt_in, self.tgt_out)
+        return Batch(*(t.to(device, non_blocking=True) for t in tensors))
 
 
 def _padded(seqs: Sequence[Sequence[int] | np.ndarray], first: Optional[int], last: Optional[int]) -> torch.Tensor:
@@ -203,7 +204,8 @@ class TrainingPairs:
         if self._cached[0] != epoch:
             rng = self._rng(epoch)
             rows = self.epoch_rows(epoch, rng)
-            positions = token_batches(self.pairs.src.lengths[rows], self.pairs.tgt.lengths[rows], self.batch_tokens, rng)
+            positions = token_batches(self.pairs.src.lengths[rows], self.pairs.tgt.lengths[rows],
+                                      self.batch_tokens, rng)
             self._cached = (epoch, [rows[p] for p in positions])
         return self._cached[1]
 

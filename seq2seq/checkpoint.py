@@ -149,7 +149,8 @@ class LoadedModel(ModelCard):
 
 
 def _damaged(err: BaseException) -> UserError:
-    return UserError(f"damaged seq2seq checkpoint: its tokenizers or weights do not match its config ({_first_line(err)})")
+    return UserError("damaged seq2seq checkpoint: its tokenizers or weights do not match its config "
+                     f"({_first_line(err)})")
 
 
 def card_from_checkpoint(payload: dict) -> ModelCard:

@@ -1,8 +1,12 @@
-"""Command line: `seq2seq train | prepare | translate | evaluate | score | average | serve | data`. Bad input exits with status 2 and one line on stderr."""
+"""Command line: `seq2seq train | prepare | translate | evaluate | score | average | serve | data`.
+
+Bad input exits with status 2 and one line on stderr.
+"""
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -29,7 +33,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = load_config(args.config, args.set)
     record = train(config, args.run_dir, args.resume)
     if world_from_env().is_main:  # under torchrun, once
-        print(f"final validation: step {record['step']}, valid loss {record['valid_loss']:.3f}, BLEU {record['bleu']:.2f}")
+        print(f"final validation: step {record['step']}, valid loss {record['valid_loss']:.3f}, "
+              f"BLEU {record['bleu']:.2f}")
 
 
 def _open_output(path: Optional[str]):
@@ -207,16 +212,17 @@ def cmd_serve(args: argparse.Namespace) -> None:
         if not path:
             raise UserError(f"--model expects SRC-TGT=CHECKPOINT, got {assignment!r}")
         models[label] = path
-    settings = settings_from({"models": models, "checkpoints": args.checkpoint, "models_dir": args.models_dir, "host": args.host, "port": args.port,
-                              "device": args.device, "threads": args.threads,
+    settings = settings_from({"models": models, "checkpoints": args.checkpoint, "models_dir": args.models_dir,
+                              "host": args.host, "port": args.port, "device": args.device, "threads": args.threads,
                               "precision": _reduced_precision(args),
                               "api_keys": args.api_key})
     registry = load_registry(settings)  # before listening: a bad checkpoint is a one-line error, exit 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     print(f"serving {', '.join(m.name for m in registry.models)} on http://{settings.host}:{settings.port}",
           file=sys.stderr)
+    # uvicorn takes whole seconds; rounding a fractional setting up never cuts a request off sooner than asked
     uvicorn.run(create_app(settings, registry), host=settings.host, port=settings.port, access_log=False,
-                timeout_graceful_shutdown=settings.graceful_shutdown_s, log_level="info")
+                timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s), log_level="info")
 
 
 def _existing(path: str) -> str:
@@ -345,7 +351,8 @@ def _add_precision_argument(p: argparse.ArgumentParser) -> None:
                    help="what decoding multiplies in: fp32 (default); bf16 runs the matrix products in bfloat16 "
                         "(autocast: CPUs with AVX-512 BF16 or AMX, recent GPUs); int8 quantizes the weights "
                         "dynamically (CPU only)")
-    p.add_argument("--quantize", choices=choices(ReducedPrecision), help=argparse.SUPPRESS)  # the old spelling, deprecated
+    # the old spelling, deprecated
+    p.add_argument("--quantize", choices=choices(ReducedPrecision), help=argparse.SUPPRESS)
 
 
 def _reduced_precision(args: argparse.Namespace) -> Optional[ReducedPrecision]:

@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from seq2seq.errors import UserError
 
-
 # Each set of choices, defined once: the configs, the service settings and the CLI's choices use these.
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["fp32", "bf16", "int8"]  # what decoding multiplies in
@@ -43,7 +42,8 @@ class DataConfig(Section):
         description="a corpus prefix (PREFIX.SRC[.gz] + PREFIX.TGT[.gz]) or a .tsv[.gz] file; or a list of them, "
                     "each a path or {path, weight}")
     valid: str | list[str] = Field(description="one validation corpus or several; the first decides early stopping")
-    max_pairs: Optional[int] = Field(default=None, gt=0, description="use only the first N pairs of each training corpus")
+    max_pairs: Optional[int] = Field(default=None, gt=0,
+                                     description="use only the first N pairs of each training corpus")
     max_valid_pairs: Optional[int] = Field(default=None, gt=0)
     max_length: int = Field(default=80, gt=0, lt=65535, description="longest sentence kept, in subword pieces")
     max_length_ratio: float = Field(default=3.0, ge=1.0, description="longest/shortest side ratio kept")
@@ -96,7 +96,8 @@ class ModelConfig(Section):
         default="tanh", description="on the attentional vector W[h; context]: tanh (Luong et al.), or none "
                                     "(OpenNMT-py with Bahdanau attention)")
     tie_embeddings: bool = True
-    init_range: float = Field(default=0.0, ge=0.0, description="uniform init range for all weights; 0 keeps torch defaults (learns faster here)")
+    init_range: float = Field(default=0.0, ge=0.0, description="uniform init range for all weights; "
+                                                               "0 keeps torch defaults (learns faster here)")
     bridge: Literal["learned", "direct"] = Field(
         default="learned", description="decoder's initial state: a tanh layer over all encoder final states, or "
                                        "each encoder layer's final state as it is (OpenNMT-py's default)")
@@ -116,7 +117,8 @@ class ModelConfig(Section):
 
     @model_validator(mode="after")
     def _check_direct_bridge(self) -> "ModelConfig":
-        if self.bridge == "direct" and (self.encoder_layers, self.encoder_output_size) != (self.decoder_layers, self.decoder_hidden):
+        encoder_shape = (self.encoder_layers, self.encoder_output_size)
+        if self.bridge == "direct" and encoder_shape != (self.decoder_layers, self.decoder_hidden):
             raise ValueError(
                 f"bridge 'direct' needs encoder_layers == decoder_layers and encoder output size "
                 f"({self.encoder_output_size}) == decoder_hidden ({self.decoder_hidden}); use bridge 'learned'"
@@ -139,7 +141,8 @@ class TrainConfig(Section):
     weight_decay: float = Field(default=0.0, ge=0)
     clip_norm: float = Field(default=5.0, gt=0)
     label_smoothing: float = Field(default=0.1, ge=0, lt=1)
-    scheduled_sampling: float = Field(default=0.0, ge=0, le=1, description="probability of feeding the model's own prediction")
+    scheduled_sampling: float = Field(default=0.0, ge=0, le=1,
+                                      description="probability of feeding the model's own prediction")
     warmup_steps: int = Field(default=0, ge=0)
     schedule: Literal["constant", "plateau", "decay", "cosine"] = "plateau"
     decay_factor: float = Field(default=0.5, gt=0, le=1, description="lr multiplier for plateau and decay")
@@ -153,7 +156,8 @@ class TrainConfig(Section):
     max_epochs: Optional[int] = Field(default=None, gt=0)
     max_minutes: Optional[float] = Field(default=None, gt=0, description="wall-clock budget for training")
     valid_every: int = Field(default=500, gt=0)
-    save_every: Optional[int] = Field(default=None, gt=0, description="steps between last.pt saves; default valid_every")
+    save_every: Optional[int] = Field(default=None, gt=0,
+                                      description="steps between last.pt saves; default valid_every")
     keep_last: int = Field(default=2, ge=1)
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     valid_max_length_ratio: float = Field(default=1.5, gt=0)
@@ -177,7 +181,8 @@ class DecodeConfig(Section):
     beam_size: int = Field(default=5, ge=1, le=64, description="1 is greedy search")
     n_best: int = Field(default=1, ge=1, description="hypotheses returned per sentence, at most beam_size")
     length_penalty: float = Field(default=1.0, ge=0, le=5, description="GNMT alpha: score / ((5 + len) / 6) ** alpha")
-    max_length_ratio: float = Field(default=2.0, gt=0, le=10, description="longest output = ratio × source pieces + extra")
+    max_length_ratio: float = Field(default=2.0, gt=0, le=10,
+                                    description="longest output = ratio × source pieces + extra")
     max_length_extra: int = Field(default=5, ge=0, le=1000)
     min_length: int = Field(default=0, ge=0, description="target pieces before the end of sentence is allowed")
     block_unk: bool = Field(default=False, description="never output <unk>")

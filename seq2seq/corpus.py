@@ -97,7 +97,7 @@ def cleaned(pairs: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
 
 
 def clean_pairs(src: Sequence[str], tgt: Sequence[str]) -> tuple[list[str], list[str]]:
-    kept = list(cleaned(zip(src, tgt)))
+    kept = list(cleaned(zip(src, tgt, strict=True)))  # two lists from any caller: unequal ones are an error
     return [s for s, _ in kept], [t for _, t in kept]
 
 

@@ -6,8 +6,8 @@ process group and every helper is a no-op, so a single process trains exactly as
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Optional
 
 import torch

@@ -8,8 +8,8 @@ from typing import Optional, Sequence, TextIO
 from sacrebleu.metrics import BLEU, CHRF, TER
 
 from seq2seq.config import DecodeConfig
-from seq2seq.documents import translate_document_stream
 from seq2seq.corpus import open_text, read_lines
+from seq2seq.documents import translate_document_stream
 from seq2seq.errors import UserError
 from seq2seq.translate import Translator
 

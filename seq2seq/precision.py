@@ -50,7 +50,8 @@ def check_precision(precision: Optional[str], device: torch.device) -> None:
     if precision is None:
         return
     if precision not in get_args(ReducedPrecision):
-        raise UserError(f"unknown precision {precision!r}; choose one of: fp32, {', '.join(get_args(ReducedPrecision))}")
+        raise UserError(f"unknown precision {precision!r}; "
+                        f"choose one of: fp32, {', '.join(get_args(ReducedPrecision))}")
     if precision == "int8" and device.type != "cpu":
         raise UserError("--precision int8 runs on the CPU only; use --device cpu")
 

@@ -210,7 +210,8 @@ def _encode_corpora(config: Config, tokenizers: tuple[Tokenizer, Tokenizer], fol
     with open(folder / "src.ids", "wb") as src_out, open(folder / "tgt.ids", "wb") as tgt_out, \
             _bar("encoding", progress) as bar:
         for corpus in config.data.train_corpora:
-            for chunk in _encoded_chunks(_chunks(_pairs_of(corpus, config)), tokenizers, dtype, _workers(config, corpus)):
+            chunks = _chunks(_pairs_of(corpus, config))
+            for chunk in _encoded_chunks(chunks, tokenizers, dtype, _workers(config, corpus)):
                 src_out.write(chunk.src_ids.tobytes())
                 tgt_out.write(chunk.tgt_ids.tobytes())
                 lengths["src"].append(chunk.src_lengths)
@@ -260,7 +261,8 @@ def _encoded_chunks(chunks: Iterator[list[tuple[str, str]]], tokenizers: tuple[T
         yield from map(ChunkEncoder(*protos, dtype), chunks)
         return
     # spawn, not fork: a forked child would inherit torch's thread pools in an undefined state
-    with multiprocessing.get_context("spawn").Pool(workers, initializer=start_worker, initargs=(*protos, dtype)) as pool:
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(workers, initializer=start_worker, initargs=(*protos, dtype)) as pool:
         pending: deque = deque()
         for chunk in chunks:
             pending.append(pool.apply_async(encode_in_worker, (chunk,)))
@@ -290,7 +292,8 @@ def open_prepared(folder: Path, config: Config) -> tuple[PairArrays, list[Part],
 def _token_array(folder: Path, side: str, dtype: np.dtype) -> TokenArray:
     path = folder / f"{side}.ids"
     ids = np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype=dtype)
-    return TokenArray(ids, np.load(folder / f"{side}.offsets.npy", mmap_mode="r"), np.load(folder / f"{side}.lengths.npy"))
+    offsets = np.load(folder / f"{side}.offsets.npy", mmap_mode="r")
+    return TokenArray(ids, offsets, np.load(folder / f"{side}.lengths.npy"))
 
 
 def _rows_kept(rows: np.ndarray, pairs: PairArrays, config: Config, chunk: int = 1 << 20) -> np.ndarray:

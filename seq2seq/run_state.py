@@ -57,7 +57,8 @@ def open_run(run_dir: Path, config: Config, resume: bool) -> Optional[dict]:
 
 def write_config(config: Config, path: Path) -> None:
     """The run's config as YAML, in section order, so that `seq2seq train` takes it back as it is."""
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    path.write_text(text, encoding="utf-8")
 
 
 def _resume_payload(ckpt_dir: Path, config: Config) -> Optional[dict]:
@@ -174,7 +175,8 @@ class RunState:
             stale.unlink()
 
     def _train_state(self, progress: Progress) -> dict:
-        """Optimizer, schedule, scaler, progress and RNG; under torchrun it gathers every rank's RNG, so all ranks call it."""
+        """Optimizer, schedule, scaler, progress and RNG; under torchrun it gathers every rank's RNG, so all ranks
+        call it."""
         rng = {"cpu": torch.get_rng_state()}
         if self.on_cuda:
             rng["cuda"] = torch.cuda.get_rng_state_all()

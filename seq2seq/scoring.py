@@ -6,18 +6,17 @@ from typing import Sequence
 import torch
 
 from seq2seq.batching import collate
-from seq2seq.tokenizer import PAD
 from seq2seq.model import Seq2Seq
-from seq2seq.tokenizer import Tokenizer
+from seq2seq.tokenizer import PAD, Tokenizer
 from seq2seq.translate import encode_sources, length_sorted_batches
-
 
 DEFAULT_SCORE_BATCH_TOKENS = 4000  # padded tokens of the longer side per batch; there are no beams
 
 
 @torch.inference_mode()
 def score_pairs(model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, sources: Sequence[str],
-                targets: Sequence[str], device: torch.device, batch_tokens: int = DEFAULT_SCORE_BATCH_TOKENS) -> list[tuple[float, int]]:
+                targets: Sequence[str], device: torch.device,
+                batch_tokens: int = DEFAULT_SCORE_BATCH_TOKENS) -> list[tuple[float, int]]:
     """(total log-probability, target tokens incl. EOS) for each pair, in input order.
 
     Pairs with an empty side score (0.0, 0). Both sides are scored whole, however long.

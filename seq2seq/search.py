@@ -12,9 +12,9 @@ from typing import Optional
 import torch
 
 from seq2seq.config import DecodeConfig
-from seq2seq.tokenizer import BOS, EOS, UNK
 from seq2seq.model import Seq2Seq
 from seq2seq.model.decoder import OutputLayer
+from seq2seq.tokenizer import BOS, EOS, UNK
 
 
 @dataclass
@@ -79,8 +79,8 @@ def top_k(scores: torch.Tensor, k: int, block: int = 128) -> tuple[torch.Tensor,
     """The same values as `scores.topk(k, dim=1)`, best first, with their ids; scores: (N, V) → (N, k), (N, k).
 
     On a CPU, torch's top-k and max-with-index over 8,000 words cost several times a plain maximum, and
-    were a large share of beam search (BENCHMARKS.md). A row's k best all lie in the k blocks with the highest block maximum, so
-    this takes the maximum of each block of `block` words, and the top k of just those k blocks.
+    were a large share of beam search (BENCHMARKS.md). A row's k best all lie in the k blocks with the highest
+    block maximum, so this takes the maximum of each block of `block` words, and the top k of just those k blocks.
     """
     N, V = scores.shape
     num_blocks = V // block
@@ -91,18 +91,21 @@ def top_k(scores: torch.Tensor, k: int, block: int = 128) -> tuple[torch.Tensor,
     offsets = torch.arange(block, device=scores.device)
     candidate_ids = torch.cat([(best_blocks.unsqueeze(2) * block + offsets).view(N, k * block),
                                torch.arange(num_blocks * block, V, device=scores.device).expand(N, -1)], dim=1)
-    values, positions = scores.gather(1, candidate_ids).topk(k, dim=1)  # the tail past the last block is a candidate too
+    # the tail past the last block is a candidate too
+    values, positions = scores.gather(1, candidate_ids).topk(k, dim=1)
     return values, candidate_ids.gather(1, positions)
 
 
 @torch.inference_mode()
 def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
-                  options: DecodeConfig = DecodeConfig(beam_size=1),
+                  options: Optional[DecodeConfig] = None,
                   output_layer: Optional[OutputLayer] = None) -> list[list[Hypothesis]]:
     """Pick the most probable token at each step for the whole batch at once. src: (B, S).
 
-    Returns one-element lists, the same shape as beam search's n-best lists.
+    Returns one-element lists, the same shape as beam search's n-best lists. `options`: the defaults, greedy.
     """
+    if options is None:
+        options = DecodeConfig(beam_size=1)
     state = model.encode(src, src_lengths)
     if output_layer is None:
         output_layer = model.decoder.output_layer_for_decoding()
@@ -142,14 +145,16 @@ def _lengths_with_eos(tokens: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
-                options: DecodeConfig = DecodeConfig(),
+                options: Optional[DecodeConfig] = None,
                 output_layer: Optional[OutputLayer] = None) -> list[list[Hypothesis]]:
     """Batched beam search: all B sentences × K beams advance as one (B·K) batch per step.
 
     Returns for each sentence its n-best hypotheses, best first. The encoder runs once per sentence, and
     its outputs and the attention keys stay one per sentence, shared by its K beams (never reordered,
-    because beams only ever inherit from beams of the same sentence).
+    because beams only ever inherit from beams of the same sentence). `options`: the defaults when None.
     """
+    if options is None:
+        options = DecodeConfig()
     B, K, device = src.size(0), options.beam_size, src.device
     state = model.encode(src, src_lengths).with_beams(K)
     if output_layer is None:

@@ -60,7 +60,8 @@ class Segmented:
     needs_attention = False  # plain text carries no markup across the translation
 
 
-def whole(text: str, fits: Optional[Callable[[str], bool]] = None, limit_name: str = "the model's length limit") -> Segmented:
+def whole(text: str, fits: Optional[Callable[[str], bool]] = None,
+          limit_name: str = "the model's length limit") -> Segmented:
     """The text as one sentence (corpora already one sentence per line), cut only where `fits` is false;
     whitespace-only text has none."""
     span = _strip(text, 0, len(text))

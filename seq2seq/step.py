@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from seq2seq.config import TrainConfig
 from seq2seq.batching import Batch
-from seq2seq.tokenizer import PAD
+from seq2seq.config import TrainConfig
 from seq2seq.faults import fault_point
 from seq2seq.model import Seq2Seq
 from seq2seq.precision import autocast
+from seq2seq.tokenizer import PAD
 
 
 def token_loss_sum(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:

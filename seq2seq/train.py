@@ -16,18 +16,18 @@ from tqdm import tqdm
 
 from seq2seq import distributed
 from seq2seq.allocator import keep_large_blocks
+from seq2seq.batching import Batch, TrainingPairs, prefetched
 from seq2seq.checkpoint import CheckpointWriteError
 from seq2seq.config import Config, DecodeConfig
-from seq2seq.batching import Batch, TrainingPairs, prefetched
 from seq2seq.distributed import SINGLE, World
 from seq2seq.errors import UserError
 from seq2seq.faults import fault_point
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.precision import mixed_precision_dtype
+from seq2seq.prepare import ValidationSet, prepare_data
 from seq2seq.run_state import RunState, open_run
 from seq2seq.schedule import LRSchedule
 from seq2seq.step import TrainingStep, make_optimizer, make_scaler, token_loss_sum
-from seq2seq.prepare import ValidationSet, prepare_data
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.translate import resolve_device, translate_texts
 
@@ -59,7 +59,8 @@ class Trainer:
         keep_large_blocks()
         resume_payload = self._load(resume)
         torch.manual_seed(config.seed)
-        self.model = build_model(config.model, self.data.src_tokenizer.vocab_size, self.data.tgt_tokenizer.vocab_size).to(self.device)
+        vocab_sizes = (self.data.src_tokenizer.vocab_size, self.data.tgt_tokenizer.vocab_size)
+        self.model = build_model(config.model, *vocab_sizes).to(self.device)
         if world.distributed:  # different dropout on each rank; the model above is the same on all
             torch.manual_seed(config.seed * world.size + world.rank)
         self.schedule = LRSchedule(config.train)
@@ -93,7 +94,8 @@ class Trainer:
         resume_payload = open_run(self.run_dir, self.config, resume)
         tokenizers = None
         if resume_payload:
-            tokenizers = (Tokenizer(resume_payload["tokenizers"]["source"]), Tokenizer(resume_payload["tokenizers"]["target"]))
+            protos = resume_payload["tokenizers"]
+            tokenizers = (Tokenizer(protos["source"]), Tokenizer(protos["target"]))
         self.data = prepare_data(self.config, tokenizers)
         return resume_payload, (self.data.src_tokenizer.model_proto, self.data.tgt_tokenizer.model_proto)
 
@@ -101,7 +103,8 @@ class Trainer:
         """The module the training step runs: under torchrun, DDP (gradients averaged across ranks)."""
         if not self.world.distributed:
             return self.model
-        return DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=device_ids)
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -123,7 +126,8 @@ class Trainer:
         first_step = p.step
         stop_reason = None
         while stop_reason is None:
-            steps = self.data.train.iterate_steps(p.epoch, p.batch_in_epoch, t.accumulate, self.world.rank, self.world.size)
+            steps = self.data.train.iterate_steps(p.epoch, p.batch_in_epoch, t.accumulate,
+                                                  self.world.rank, self.world.size)
             for position, batches in prefetched(steps, t.prefetch_batches):
                 step_start = time.time()
                 loss_sum, tokens = self._train_step(batches)
@@ -136,8 +140,8 @@ class Trainer:
                 window_tokens += tokens
                 p.elapsed_seconds = elapsed
                 bar.update(1)
-                bar.set_postfix(epoch=p.epoch + 1, loss=f"{loss_sum / tokens:.3f}", tok_s=f"{window_tokens / window_time:.0f}",
-                                refresh=False)
+                bar.set_postfix(epoch=p.epoch + 1, loss=f"{loss_sum / tokens:.3f}",
+                                tok_s=f"{window_tokens / window_time:.0f}", refresh=False)
                 stop_reason = self._budget_exhausted()
                 if p.step % t.valid_every == 0 or stop_reason:
                     stop_reason = self._validate(window_tokens / max(window_time, 1e-9)) or stop_reason
@@ -213,8 +217,8 @@ class Trainer:
         else:
             p.stalled_validations += 1
         log.info("step %d epoch %.2f | train %.3f valid %.3f ppl %.2f BLEU %.2f | lr %.2e | %.0f tok/s%s",
-                 p.step, record["epoch"], record["train_loss"], record["valid_loss"], record["valid_ppl"], record["bleu"],
-                 record["lr"], tokens_per_sec, " | new best" if improved else "")
+                 p.step, record["epoch"], record["train_loss"], record["valid_loss"], record["valid_ppl"],
+                 record["bleu"], record["lr"], tokens_per_sec, " | new best" if improved else "")
         self.run_state.log_metrics(record, p.history)
         self.run_state.save(p, best=improved, step_copy=True)
         if p.stalled_validations >= t.early_stopping.patience:
@@ -227,8 +231,9 @@ class Trainer:
         p = self.progress
         scores = {valid.name: self._score(valid) for valid in self.data.valid}
         first = scores[self.data.valid[0].name]
+        batches_in_epoch = max(1, len(self.data.train.epoch_batches(p.epoch)))
         return {
-            "step": p.step, "epoch": round(p.epoch + p.batch_in_epoch / max(1, len(self.data.train.epoch_batches(p.epoch))), 3),
+            "step": p.step, "epoch": round(p.epoch + p.batch_in_epoch / batches_in_epoch, 3),
             "train_loss": p.loss_sum / max(p.loss_tokens, 1), "valid_loss": first["valid_loss"],
             "valid_ppl": math.exp(min(first["valid_loss"], 50.0)), "bleu": first["bleu"],
             "lr": self.schedule.lr(p.step, self._budget_used()), "tokens_per_sec": round(tokens_per_sec, 1),
@@ -241,7 +246,8 @@ class Trainer:
         options = DecodeConfig(beam_size=1, max_length_ratio=self.config.train.valid_max_length_ratio)
         hyps = translate_texts(self.model, self.data.src_tokenizer, self.data.tgt_tokenizer, valid.sources,
                                device=self.device, options=options)
-        return {"valid_loss": valid_loss, "bleu": sacrebleu.corpus_bleu([h.text for h in hyps], [valid.references]).score}
+        bleu = sacrebleu.corpus_bleu([h.text for h in hyps], [valid.references]).score
+        return {"valid_loss": valid_loss, "bleu": bleu}
 
     def _best_text(self) -> str:
         best = self.progress.best_score

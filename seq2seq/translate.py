@@ -8,9 +8,9 @@ from typing import Iterator, Optional, Sequence
 import torch
 
 from seq2seq.allocator import keep_large_blocks
+from seq2seq.batching import collate
 from seq2seq.checkpoint import LoadedModel, load_model
 from seq2seq.config import DecodeConfig, ReducedPrecision, decoding_options
-from seq2seq.batching import collate
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.model.decoder import OutputLayer
@@ -77,13 +77,16 @@ def encode_sources(src_tok: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
 
 @torch.inference_mode()
 def translate_texts(model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, texts: Sequence[str], *,
-                    device: torch.device, options: DecodeConfig = DecodeConfig(),
+                    device: torch.device, options: Optional[DecodeConfig] = None,
                     batch_tokens: int = DEFAULT_BATCH_TOKENS,
                     with_attention: bool = False, output_layer: Optional[OutputLayer] = None) -> list[Translation]:
     """Translate in length-sorted batches of at most `batch_tokens` source tokens × beam size; results in input order.
 
-    Empty or whitespace-only lines translate to the empty string. `output_layer`: see `search`.
+    Empty or whitespace-only lines translate to the empty string. `output_layer`: see `search`. `options`: the
+    defaults when None.
     """
+    if options is None:
+        options = DecodeConfig()
     was_training = model.training
     model.eval()
     encoded = encode_sources(src_tok, texts)

@@ -13,6 +13,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+
 from seq2seq.config import DecodeConfig
 from seq2seq.documents import Format
 from seq2seq.errors import UserError
@@ -23,11 +24,18 @@ from service.files import FileStore
 from service.libretranslate import add_libretranslate_routes, is_libretranslate
 from service.metrics import Metrics
 from service.models import ModelRegistry, ServedModel, UnknownLanguagePair, checkpoints_in_folder
-from service.schemas import Alternative, SentenceOut, TranslateResponse, TranslationOut, translate_request_model
-from service.translation import Limits, TextResult, TooLarge, plan, translate_texts
+from service.schemas import (
+    Alternative,
+    SentenceOut,
+    TranslateRequestFields,
+    TranslateResponse,
+    TranslationOut,
+    translate_request_model,
+)
 from service.security import AccessGuard
 from service.settings import ServiceSettings
 from service.timeouts import BodyReadTimeout
+from service.translation import Limits, TextResult, TooLarge, plan, translate_texts
 
 access_log = logging.getLogger("seq2seq.access")
 PAGE = Path(__file__).parent / "static" / "index.html"
@@ -115,7 +123,8 @@ class ServiceState:
             self.metrics.rejected.labels("overloaded").inc()
             raise HTTPException(503, f"server busy ({err}); retry shortly", headers={"Retry-After": "1"}) from None
         except DecoderFailed as err:
-            raise HTTPException(503, f"translation failed: {err}; retry shortly", headers={"Retry-After": "1"}) from None
+            raise HTTPException(503, f"translation failed: {err}; retry shortly",
+                                headers={"Retry-After": "1"}) from None
         except asyncio.TimeoutError:
             self.metrics.rejected.labels("timeout").inc()
             raise HTTPException(504, f"translation took longer than {timeout_s:g} s") from None
@@ -164,7 +173,8 @@ def load_registry(settings: ServiceSettings) -> ModelRegistry:
     unnamed = list(settings.checkpoints)
     if settings.models_dir:
         unnamed += [str(path) for path in checkpoints_in_folder(settings.models_dir)]
-    return ModelRegistry.load(settings.models, unnamed, device=settings.device, reduced_precision=settings.reduced_precision)
+    return ModelRegistry.load(settings.models, unnamed, device=settings.device,
+                              reduced_precision=settings.reduced_precision)
 
 
 def _load_registry(state: ServiceState) -> None:
@@ -203,20 +213,24 @@ def _add_operations_routes(app: FastAPI, state: ServiceState) -> None:
 def _add_native_routes(app: FastAPI, state: ServiceState) -> None:
     TranslateRequest = translate_request_model(state.settings)
 
+    # FastAPI validates `body` against the class built from the settings, which mypy cannot take as a type
+    # (the ignore is that alone); `params` is the same object, checked as the TranslateRequestFields it subclasses.
     @app.post("/v1/translate", response_model=TranslateResponse, response_model_exclude_none=True,
               tags=["translation"], summary="translate one text or a list; each text is split into sentences")
     async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:  # type: ignore[valid-type]
+        params: TranslateRequestFields = body
         started = time.perf_counter()
         state.guard.check(request)
-        texts = [body.text] if isinstance(body.text, str) else list(body.text)
+        texts = [params.text] if isinstance(params.text, str) else list(params.text)
         results = await state.translate_request(
-            request, texts, body.source, body.target, detect=body.source == "auto",
-            with_attention=body.return_attention, split=body.split, format=body.format, beam_size=body.beam_size,
-            n_best=body.n_best, length_penalty=body.length_penalty, max_length_ratio=body.max_length_ratio)
+            request, texts, params.source, params.target, detect=params.source == "auto",
+            with_attention=params.return_attention, split=params.split, format=params.format,
+            beam_size=params.beam_size, n_best=params.n_best, length_penalty=params.length_penalty,
+            max_length_ratio=params.max_length_ratio)
         first = results[0].route
         return TranslateResponse(
             model=first.name, source=first.source, target=first.target,
-            translations=[_translation_out(r, first.name, body.return_attention, body.n_best > 1) for r in results],
+            translations=[_translation_out(r, first.name, params.return_attention, params.n_best > 1) for r in results],
             elapsed_ms=round(1000 * (time.perf_counter() - started), 2))
 
 

@@ -11,7 +11,8 @@ class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("seq2seq_requests_total", "HTTP requests by route and status", ["route", "status"], registry=r)
+        self.requests = Counter("seq2seq_requests_total", "HTTP requests by route and status", ["route", "status"],
+                                registry=r)
         self.latency = Histogram("seq2seq_request_seconds", "HTTP request latency", ["route"], buckets=LATENCY_BUCKETS,
                                  registry=r)
         self.batch_sentences = Histogram("seq2seq_batch_sentences", "sentences per decoding batch",

@@ -73,7 +73,9 @@ class Route:
     @property
     def name(self) -> str:
         """'de-en', 'de-en-fr' through English, or 'de-de' for the identity."""
-        return "-".join([self.source] + [hop.target for hop in self.hops]) if self.hops else f"{self.source}-{self.target}"
+        if self.hops:
+            return "-".join([self.source] + [hop.target for hop in self.hops])
+        return f"{self.source}-{self.target}"
 
 
 def checkpoints_in_folder(folder: str | Path) -> list[Path]:
@@ -135,7 +137,8 @@ class ModelRegistry:
         pairs = ", ".join(f"{m.source}-{m.target}" for m in self.models)
         if not fits:
             raise UnknownLanguagePair(f"no model translates {source or '?'}-{target or '?'}; served: {pairs}")
-        raise UnknownLanguagePair(f"several models fit {source or '?'}-{target or '?'}; give source and target ({pairs})")
+        raise UnknownLanguagePair(f"several models fit {source or '?'}-{target or '?'}; "
+                                  f"give source and target ({pairs})")
 
     def route(self, source: str, target: str) -> Route:
         """The same language, a served model, or two chained through a common language (de→en→fr)."""

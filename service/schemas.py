@@ -49,28 +49,36 @@ class TranslateResponse(BaseModel):
     elapsed_ms: float
 
 
-def translate_request_model(settings: ServiceSettings) -> type[BaseModel]:
+class TranslateRequestFields(BaseModel):
+    """The POST /v1/translate body's fields, for type checking; `translate_request_model` adds the limits."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"text": "Ein Hund läuft über die Wiese.", "source": "de", "target": "en", "beam_size": 5}]})
+
+    text: Union[str, list[str]]
+    source: Optional[str] = Field(default=None, max_length=16, description="optional when one model is served; "
+                                  "'auto': detected per text")
+    target: Optional[str] = Field(default=None, max_length=16)
+    beam_size: Optional[int] = None
+    n_best: int = 1
+    length_penalty: Optional[float] = Field(default=None, ge=0, le=5)
+    max_length_ratio: Optional[float] = Field(default=None, gt=0, le=10)
+    return_attention: bool = False
+    split: bool = Field(default=True, description="split texts into sentences (false: each text is one sentence)")
+    format: Literal["text", "html"] = Field(default="text", description="'html': the markup comes back as sent, "
+                                            "its text translated (always split)")
+
+
+def translate_request_model(settings: ServiceSettings) -> type[TranslateRequestFields]:
     """The POST /v1/translate body, with this deployment's limits (characters and sentences: 413 beyond them)."""
     Text = Annotated[str, StringConstraints(max_length=settings.max_chars)]
     Texts = Annotated[list[Text], Field(min_length=1, max_length=settings.max_texts)]
 
-    class TranslateRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid", json_schema_extra={
-            "examples": [{"text": "Ein Hund läuft über die Wiese.", "source": "de", "target": "en", "beam_size": 5}]})
-
+    class TranslateRequest(TranslateRequestFields):
         text: Union[Text, Texts] = Field(description="one text, or a list translated in order; each text is "
                                          "split into sentences (see `split`) and comes back whole")
-        source: Optional[str] = Field(default=None, max_length=16, description="optional when one model is served; "
-                                      "'auto': detected per text")
-        target: Optional[str] = Field(default=None, max_length=16)
         beam_size: Optional[int] = Field(default=None, ge=1, le=settings.max_beam_size,
                                          description="1 is greedy; default: the model's")
         n_best: int = Field(default=1, ge=1, le=settings.max_beam_size, description="at most beam_size")
-        length_penalty: Optional[float] = Field(default=None, ge=0, le=5)
-        max_length_ratio: Optional[float] = Field(default=None, gt=0, le=10)
-        return_attention: bool = False
-        split: bool = Field(default=True, description="split texts into sentences (false: each text is one sentence)")
-        format: Literal["text", "html"] = Field(default="text", description="'html': the markup comes back as sent, "
-                                                "its text translated (always split)")
 
     return TranslateRequest

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional, Sequence
 
 from seq2seq.config import DecodeConfig
-from seq2seq.documents import Document, DocumentTranslation, Format, assemble, needs_attention, segment_texts, sentences_of
+from seq2seq.documents import (
+    Document,
+    DocumentTranslation,
+    Format,
+    assemble,
+    needs_attention,
+    segment_texts,
+    sentences_of,
+)
 from seq2seq.segment import whole
 from seq2seq.translate import Translation
 from service.detection import Detection, rank_languages
@@ -62,7 +70,8 @@ def plan(registry: ModelRegistry, texts: Sequence[str], source: Optional[str], t
 def _only_target(registry: ModelRegistry) -> str:
     targets = {m.target for m in registry.models}
     if len(targets) != 1:
-        raise UnknownLanguagePair(f"give a target language: the served models translate into {', '.join(sorted(targets))}")
+        raise UnknownLanguagePair("give a target language: the served models translate into "
+                                  f"{', '.join(sorted(targets))}")
     return targets.pop()
 
 
@@ -77,7 +86,8 @@ def _first_route(registry: ModelRegistry, ranked: list[Detection], target: str) 
 
 async def translate_texts(texts: Sequence[str], routes: list[tuple[Route, Optional[list[Detection]]]], *,
                           translate: TranslateSentences, options_for: OptionsFor, limits: Limits,
-                          with_attention: bool = False, split: bool = True, format: Format = "text") -> list[TextResult]:
+                          with_attention: bool = False, split: bool = True,
+                          format: Format = "text") -> list[TextResult]:
     """All texts translated whole, in input order; TooLarge before any decoding when over a limit. HTML texts
     come back with their markup (seq2seq/markup.py)."""
     characters = sum(len(t) for t in texts)

@@ -129,7 +129,8 @@ class LoadReport:
                      f"{1000 * self.percentile(200, .95):.0f}/{1000 * self.percentile(200, .99):.0f} ms")
         if self.rss_mb:
             mbs = [mb for _, mb in self.rss_mb]
-            text += f"; RSS start {mbs[0]:.0f} MB, peak {max(mbs):.0f} MB, growth after warm-up {self.memory_growth_mb():+.1f} MB"
+            text += (f"; RSS start {mbs[0]:.0f} MB, peak {max(mbs):.0f} MB, "
+                     f"growth after warm-up {self.memory_growth_mb():+.1f} MB")
         return text
 
 

@@ -16,8 +16,9 @@ from tests.conftest import MULTI30K, REPO
 
 
 def test_decoding_worker_measures_a_trained_checkpoint(tiny_run):
-    command = [sys.executable, "-m", "bench.decoding", "--worker", "--checkpoint", str(tiny_run / "checkpoints/best.pt"),
-               "--lines", "40", "--repeats", "1", "--beam", "2", "--threads", "1", "--precision", "int8"]
+    command = [sys.executable, "-m", "bench.decoding", "--worker",
+               "--checkpoint", str(tiny_run / "checkpoints/best.pt"), "--lines", "40", "--repeats", "1",
+               "--beam", "2", "--threads", "1", "--precision", "int8"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300,
                             env={**os.environ, "SEQ2SEQ_MULTI30K": str(MULTI30K)})
     assert result.returncode == 0, result.stderr[-2000:]

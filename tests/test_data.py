@@ -15,8 +15,9 @@ def test_reads_plain_gz_and_tsv(tmp_path: Path):
     with gzip.open(tmp_path / "c.en.gz", "wt", encoding="utf-8") as f:
         f.write("Hello world\nGood day\n")
     (tmp_path / "c.tsv").write_text("Hallo Welt\tHello world\nGuten Tag\tGood day\n", encoding="utf-8")
-    assert read_parallel(str(tmp_path / "c"), "de", "en") == (["Hallo Welt", "Guten Tag"], ["Hello world", "Good day"])
-    assert read_parallel(str(tmp_path / "c.tsv"), "de", "en") == (["Hallo Welt", "Guten Tag"], ["Hello world", "Good day"])
+    expected = (["Hallo Welt", "Guten Tag"], ["Hello world", "Good day"])
+    assert read_parallel(str(tmp_path / "c"), "de", "en") == expected
+    assert read_parallel(str(tmp_path / "c.tsv"), "de", "en") == expected
 
 
 def test_mismatched_and_missing_files_are_user_errors(tmp_path: Path):

@@ -6,13 +6,13 @@ import pytest
 import sacrebleu
 import torch
 
-from seq2seq.config import DecodeConfig
 from seq2seq.batching import collate
+from seq2seq.config import DecodeConfig
 from seq2seq.corpus import read_lines
-from seq2seq.tokenizer import EOS, PAD, UNK
 from seq2seq.errors import UserError
 from seq2seq.precision import model_for_decoding
 from seq2seq.search import beam_search, best_tokens, greedy_search, top_k
+from seq2seq.tokenizer import EOS, PAD, UNK
 from seq2seq.translate import Translator
 from tests.conftest import MULTI30K, run_cli
 
@@ -76,7 +76,8 @@ def test_every_n_best_score_is_the_models_own_probability_of_that_output(transla
     """Beam search's bookkeeping (parents, finished beams, rows leaving the batch) against teacher forcing."""
     model = translator.loaded.model
     batch = _batch(translator, sentences[:16])
-    results = beam_search(model, batch.src, batch.src_lengths, DecodeConfig(beam_size=4, n_best=4, length_penalty=alpha))
+    options = DecodeConfig(beam_size=4, n_best=4, length_penalty=alpha)
+    results = beam_search(model, batch.src, batch.src_lengths, options)
     for i, hyps in enumerate(results):
         outputs = [h.ids for h in hyps]
         forced = collate([batch.src[i, : batch.src_lengths[i] - 1].tolist()] * len(outputs), outputs)
@@ -260,7 +261,8 @@ def test_bf16_decoding_multiplies_in_bf16_and_translates_like_fp32(tiny_run, tra
         assert sum(a == b.text for a, b in zip(fp32, reduced)) >= 0.6 * len(sentences)
         assert sacrebleu.corpus_bleu([t.text for t in reduced], [fp32]).score > 60
         attention = reduced[0].attention
-        assert attention.dtype == torch.float32 and torch.allclose(attention.sum(1), torch.ones(len(attention)), atol=0.02)
+        assert attention.dtype == torch.float32
+        assert torch.allclose(attention.sum(1), torch.ones(len(attention)), atol=0.02)
     assert [t.text for t in translator.translate(sentences, options)] == fp32  # the autocast stays in bf16's calls
 
 

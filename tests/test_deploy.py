@@ -103,7 +103,8 @@ def test_installed_package_carries_its_non_python_files():
     for path in [*(ROOT / "seq2seq").rglob("*"), *(ROOT / "service").rglob("*")]:
         if path.is_file() and path.suffix not in (".py", ".pyc"):
             package, *inside = path.relative_to(ROOT).parts
-            assert any(Path(*inside).match(glob) for glob in package_data.get(package, [])), f"{path} is not package data"
+            globs = package_data.get(package, [])
+            assert any(Path(*inside).match(glob) for glob in globs), f"{path} is not package data"
 
 
 def test_compose_serves_models_on_8000():
@@ -113,7 +114,8 @@ def test_compose_serves_models_on_8000():
     assert any(port.endswith(":8000") for port in service["ports"])
     assert any(volume.endswith(":/models:ro") for volume in service["volumes"])
     # Every setting it passes is one the service knows.
-    assert {name.removeprefix("SEQ2SEQ_").lower() for name in service["environment"]} <= set(ServiceSettings.model_fields)
+    passed = {name.removeprefix("SEQ2SEQ_").lower() for name in service["environment"]}
+    assert passed <= set(ServiceSettings.model_fields)
 
 
 def test_kubernetes_probes_resources_service_and_autoscaler():
@@ -143,7 +145,8 @@ def test_kubernetes_probes_resources_service_and_autoscaler():
 def test_kustomization_builds():
     out = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert {doc["kind"] for doc in yaml.safe_load_all(out.stdout)} >= {"Deployment", "Service", "HorizontalPodAutoscaler"}
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(out.stdout)}
+    assert kinds >= {"Deployment", "Service", "HorizontalPodAutoscaler"}
 
 
 SETTINGS_TABLE_HEADER = ["variable", "default", "description (service/settings.py)", "notes"]
@@ -176,7 +179,7 @@ def test_readme_settings_table_matches_the_service_settings():
     expected = [f"SEQ2SEQ_{name.upper()}" for name in ServiceSettings.model_fields]
     assert sorted(names) == sorted(expected), (set(expected) - set(names), set(names) - set(expected))
     assert len(set(names)) == len(names), "each setting appears once"
-    for (variable, default_cell, description_cell, _notes), name in zip(rows, names):
+    for (_variable, default_cell, description_cell, _notes), name in zip(rows, names, strict=True):
         field_name = name.removeprefix("SEQ2SEQ_").lower()
         field = ServiceSettings.model_fields[field_name]
         default = field.get_default(call_default_factory=True)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from seq2seq.config import load_config
 from seq2seq.batching import TrainingPairs
+from seq2seq.config import load_config
 from seq2seq.errors import UserError
 from tests.conftest import REPO, data_overrides
 
@@ -39,7 +39,8 @@ def _torchrun(run_dir: Path, *extra: str, sets: list[str] = (), kill_at: str = "
     """`torchrun --nproc_per_node=2 -m seq2seq train`, each rank's output kept in run_dir/../ranks."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                 "--log-dir", str(run_dir.parent / "ranks"), "--redirects", "3"]
-    command = [*launcher, "-m", "seq2seq", "train", "configs/tiny.yaml", "--run-dir", str(run_dir), *_sets(list(sets)), *extra]
+    command = [*launcher, "-m", "seq2seq", "train", "configs/tiny.yaml", "--run-dir", str(run_dir),
+               *_sets(list(sets)), *extra]
     return subprocess.run(command, cwd=REPO, env=_env(kill_at), text=True, capture_output=True, timeout=300)
 
 
@@ -101,7 +102,8 @@ def test_two_ranks_train_like_one_rank_at_the_same_global_batch(tmp_path: Path):
     # Adam's moments scale with the gradient (its updates hardly do), so they show a gradient off by the
     # number of ranks, which the losses would not.
     want, got = (_optimizer_state(d) for d in (one, two))
-    assert all(torch.allclose(want[i][k], got[i][k], rtol=1e-4, atol=1e-9) for i in want for k in ("exp_avg", "exp_avg_sq"))
+    assert all(torch.allclose(want[i][k], got[i][k], rtol=1e-4, atol=1e-9)
+               for i in want for k in ("exp_avg", "exp_avg_sq"))
 
 
 def test_only_rank_0_writes_checkpoints_logs_and_metrics(two_ranks: Path):
@@ -139,7 +141,8 @@ def test_killed_under_ddp_resumes_to_the_uninterrupted_result(tmp_path: Path, tw
 
 def _toy_dataset(n: int = 40) -> TrainingPairs:
     lengths = [(3 + i % 7, 2 + (i * 5) % 9) for i in range(n)]
-    return TrainingPairs.from_lists([[5] * s for s, _ in lengths], [[6] * t for _, t in lengths], batch_tokens=40, seed=3)
+    return TrainingPairs.from_lists([[5] * s for s, _ in lengths], [[6] * t for _, t in lengths],
+                                    batch_tokens=40, seed=3)
 
 
 def test_shards_partition_each_step_and_keep_ranks_in_lockstep():

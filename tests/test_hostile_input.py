@@ -107,11 +107,13 @@ JSON = "application/json"
 DEEP = b"[" * 200_000 + b"]" * 200_000  # within no limit of ours but json's recursion
 BROKEN = [  # (content type, body)
     (JSON, b'{"text": '), (JSON, b'{"text": "x"} trailing'), (JSON, b"{'text': 'x'}"), (JSON, b""),
-    (JSON, b"null"), (JSON, b"[1, 2]"), (JSON, b'"text"'), (JSON, b'{"text": NaN}'), (JSON, b'\xef\xbb\xbf{"text": "x"}'),
+    (JSON, b"null"), (JSON, b"[1, 2]"), (JSON, b'"text"'), (JSON, b'{"text": NaN}'),
+    (JSON, b'\xef\xbb\xbf{"text": "x"}'),
     (JSON, b'{"text": "\xff\xfe"}'), (JSON, b'{"text": "x", "beam_size": 1' + b"0" * 5000 + b"}"),
     (JSON, b'{"text": {"a": [1, {"b": null}]}}'), (JSON, b'{"q": ["x", 1, null]}'), (JSON, b'{"q": []}'),
     (JSON, b'{"q": "x", "alternatives": Infinity}'), (JSON, b'{"q": "x", "alternatives": 1.5}'),
-    (JSON, b'{"q": "x", "api_key": ["k"]}'), (JSON, DEEP[:100_000 - 2] + b"]]"), (JSON, b'{"text": ' + DEEP[:60_000] + b"}"),
+    (JSON, b'{"q": "x", "api_key": ["k"]}'), (JSON, DEEP[:100_000 - 2] + b"]]"),
+    (JSON, b'{"text": ' + DEEP[:60_000] + b"}"),
     ("text/plain", b'{"text": "x"}'), ("application/xml", b"<text>x</text>"), (None, b'{"text": "x"}'),
     ("multipart/form-data", b"garbage"), ("multipart/form-data; boundary=zz", b"--zz\r\ngarbage"),
     ("application/x-www-form-urlencoded", b"%%%&&&==&q"), ("application/json; charset=latin-1", b'{"text": "\xe9"}'),

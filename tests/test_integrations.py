@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import httpx
 import pytest
@@ -57,7 +56,7 @@ def test_mastodon_html_posts_come_back_with_their_markup_within_its_timeout(live
     headers = {"Content-Type": "application/json"}
     with httpx.Client(base_url=live_server, timeout=10.0, headers=headers) as mastodon:
         languages = mastodon.get("/languages").json()
-        assert "en" in next(l["targets"] for l in languages if l["code"] == "de")
+        assert "en" in next(lang["targets"] for lang in languages if lang["code"] == "de")
         response = mastodon.post("/translate", content=json.dumps(
             {"q": POSTS, "source": "auto", "target": "en", "format": "html", "api_key": None}))
     assert response.status_code == 200, response.text
@@ -106,7 +105,7 @@ def test_nextcloud_library_flow(live_server):
     with httpx.Client(base_url=live_server, timeout=60.0) as nextcloud:
         settings = nextcloud.get("/frontend/settings").json()
         assert settings["filesTranslation"] is True and ".docx" in settings["supportedFilesFormat"]
-        assert [l["code"] for l in nextcloud.get("/languages").json()] == ["de", "en"]
+        assert [lang["code"] for lang in nextcloud.get("/languages").json()] == ["de", "en"]
         detected = nextcloud.post("/detect", params={"q": "Ein Hund läuft über die Wiese.", "api_key": ""},
                                   headers={"Content-Type": "multipart/form-data; boundary=x"})
         assert detected.status_code == 200 and detected.json()[0]["language"] == "de"
@@ -136,8 +135,9 @@ def test_weblate_markers_come_back_intact(live_server):
     placeholder by [X<offset>X] and restores it only where it comes back verbatim, in batches of 20."""
     strings = [f"Klicke auf [X{i}X], um {i} Dateien zu speichern." for i in range(10, 30)]
     strings[0] = "[X0X] Hund läuft über die [X25X] Wiese [X40X]"
-    with httpx.Client(base_url=live_server, timeout=60.0, headers={"Accept": "application/json; charset=utf-8"}) as weblate:
-        assert "de" in [l["code"] for l in weblate.get("/languages").json()]
+    accept_utf8 = {"Accept": "application/json; charset=utf-8"}
+    with httpx.Client(base_url=live_server, timeout=60.0, headers=accept_utf8) as weblate:
+        assert "de" in [lang["code"] for lang in weblate.get("/languages").json()]
         response = weblate.post("/translate", json={"api_key": "", "q": strings, "source": "de", "target": "en"})
     assert response.status_code == 200, response.text
     translations = response.json()["translatedText"]
@@ -156,10 +156,11 @@ def test_libretranslatepy_and_deep_translator(live_server):
     client = LibreTranslateAPI(live_server + "/")
     assert client.translate("Ein Hund läuft.", "de", "en")
     assert client.detect("Ein Hund läuft über die Wiese.")[0]["language"] == "de"
-    assert "de" in [l["code"] for l in client.languages()]
+    assert "de" in [lang["code"] for lang in client.languages()]
     # deep-translator insists on a key even for a server that needs none: any is accepted where keys are off
     deep = LibreTranslator(source="de", target="en", custom_url=live_server + "/", use_free_api=False, api_key="none")
-    assert deep.translate("Ein Hund läuft über die Wiese.") == client.translate("Ein Hund läuft über die Wiese.", "de", "en")
+    sentence = "Ein Hund läuft über die Wiese."
+    assert deep.translate(sentence) == client.translate(sentence, "de", "en")
 
 
 NODE_CLIENT = REPO / ".node-clients" / "node_modules" / "libretranslate"
@@ -188,7 +189,8 @@ def test_errors_keys_cors_codes_and_alternatives(registry):
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=60.0) as c:
         missing = c.post("/translate", json={"q": "Hallo", "source": "de", "target": "en"})
         assert missing.status_code == 400 and "API key" in missing.json()["error"]
-        assert c.post("/translate", json={"q": "Hallo", "source": "de", "target": "en", "api_key": ""}).status_code == 400
+        empty = c.post("/translate", json={"q": "Hallo", "source": "de", "target": "en", "api_key": ""})
+        assert empty.status_code == 400
         wrong = c.post("/translate", json={"q": "Hallo", "source": "de", "target": "en", "api_key": "nope"})
         assert wrong.status_code == 403 and wrong.json() == {"error": "invalid API key"}
         big = c.post("/translate", json={"q": "Hund " * 1000, "api_key": "k1"})

@@ -31,7 +31,8 @@ def test_mixed_precision_on_a_cpu_trains_in_bf16_like_fp32(tmp_path: Path):
     records = {}
     for amp in (False, True):
         config = load_config(REPO / "configs/tiny.yaml", [
-            *data_overrides(), "data.max_pairs=1000", "train.max_steps=60", "train.valid_every=60", f"train.amp={str(amp).lower()}"])
+            *data_overrides(), "data.max_pairs=1000", "train.max_steps=60", "train.valid_every=60",
+            f"train.amp={str(amp).lower()}"])
         records[amp] = train(config, str(tmp_path / f"amp_{amp}"))
     assert records[True]["train_loss"] != records[False]["train_loss"]  # bf16 really ran
     assert abs(records[True]["valid_loss"] - records[False]["valid_loss"]) < 0.05 * records[False]["valid_loss"]

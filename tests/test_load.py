@@ -108,7 +108,8 @@ def test_overload_sheds_fast_503s_keeps_health_and_recovers(server, greedy):
     # the load's 64 clients resend at once after each 503, so their own 503s queue behind each other. Judged
     # against the load's 200s, as the clients share the 2 cores with the server and absolute figures swing.
     assert statistics.median(refused) < min(1.0, report.percentile(200, 0.5) / 3), "503s must be fast"
-    assert all(status == 200 for status, _ in health) and len(health) >= 3, health[:5]  # paced by the probe's own requests
+    # paced by the probe's own requests
+    assert all(status == 200 for status, _ in health) and len(health) >= 3, health[:5]
     # /health is never queued behind translations: even its slowest answer beats the typical translation.
     assert max(seconds for _, seconds in health) < report.percentile(200, 0.5), "/health stalled under overload"
 

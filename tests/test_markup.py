@@ -9,7 +9,8 @@ import zipfile
 from html.parser import HTMLParser
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from seq2seq.formats import html_as_runs, read_document, runs_as_html
 from seq2seq.markup import segment_html
@@ -45,9 +46,11 @@ def tags_of(document: str) -> list:
 
 MASTODON_POST = ('<p><span class="h-card" translate="no"><a href="https://social.example/@alice" class="u-url mention">'
                  '@<span>alice</span></a></span> Ein Hund läuft über die <b>grüne</b> Wiese. Zwei Männer spielen '
-                 'Fußball <span translate="no">:blobcat:</span> im Park.</p>\n<p>Siehe <a href="https://example.org/a?b=1&amp;c=2" '
-                 'target="_blank" rel="nofollow noopener noreferrer"><span class="invisible">https://</span><span class="">'
-                 'example.org/a?b=1&amp;c=2</span></a> und <a href="https://social.example/tags/nmt" class="mention hashtag" '
+                 'Fußball <span translate="no">:blobcat:</span> im Park.</p>\n'
+                 '<p>Siehe <a href="https://example.org/a?b=1&amp;c=2" '
+                 'target="_blank" rel="nofollow noopener noreferrer"><span class="invisible">https://</span>'
+                 '<span class="">example.org/a?b=1&amp;c=2</span></a> und '
+                 '<a href="https://social.example/tags/nmt" class="mention hashtag" '
                  'rel="tag">#<span>nmt</span></a> 🎉</p>')
 
 
@@ -214,8 +217,8 @@ def test_runs_go_through_html_and_back():
     assert html_as_runs(runs_as_html(runs), 3) == runs
 
 
-@pytest.mark.parametrize("name,data", [("a.docx", b"not a zip"), ("a.epub", b"PK\x03\x04broken"), ("a.txt", b"\xff\xfe\xfa"),
-                                       ("a.exe", b"MZ"), ("noextension", b"text")])
+@pytest.mark.parametrize("name,data", [("a.docx", b"not a zip"), ("a.epub", b"PK\x03\x04broken"),
+                                       ("a.txt", b"\xff\xfe\xfa"), ("a.exe", b"MZ"), ("noextension", b"text")])
 def test_a_file_that_is_not_what_it_says_is_refused_with_a_reason(name, data):
     from seq2seq.errors import UserError
 

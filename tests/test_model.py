@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from seq2seq.config import ModelConfig
 from seq2seq.batching import collate
-from seq2seq.tokenizer import PAD
+from seq2seq.config import ModelConfig
 from seq2seq.model import build_model
 from seq2seq.model.attention import build_attention
 from seq2seq.model.dropout import ByteDropout
+from seq2seq.tokenizer import PAD
 from seq2seq.train import token_loss_sum
 
 V_SRC, V_TGT = 50, 60
@@ -212,6 +212,7 @@ def test_decoding_output_layer_follows_a_fused_adam_step():
     output = torch.randn(7, model.decoder.output_size)
     for _ in range(2):
         with torch.inference_mode():
-            torch.testing.assert_close(model.decoder.output_layer_for_decoding()(output), model.decoder.generator(output))
+            decoding_layer = model.decoder.output_layer_for_decoding()
+            torch.testing.assert_close(decoding_layer(output), model.decoder.generator(output))
         token_loss_sum(model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out).backward()
         optimizer.step()

@@ -7,8 +7,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
 from seq2seq.errors import UserError
+from service.app import create_app
 from service.settings import ServiceSettings, settings_from
 from tests.conftest import run_cli
 
@@ -171,7 +171,8 @@ def test_slow_translation_times_out_with_504(registry):
 def test_api_keys_and_rate_limit(registry):
     with client_for(registry, api_keys=["secret-key"], rate_limit_per_minute=3) as c:
         assert c.post("/v1/translate", json={"text": "Hallo"}).status_code == 403
-        assert c.post("/v1/translate", json={"text": "Hallo"}, headers={"Authorization": "Bearer wrong"}).status_code == 403
+        wrong = c.post("/v1/translate", json={"text": "Hallo"}, headers={"Authorization": "Bearer wrong"})
+        assert wrong.status_code == 403
         headers = {"Authorization": "Bearer secret-key"}
         assert c.post("/v1/translate", json={"text": "Hallo"}, headers=headers).status_code == 200
         assert c.post("/translate", data={"q": "Hallo", "source": "de", "target": "en",
@@ -235,7 +236,8 @@ def test_openapi_shows_the_limits(client):
     props = schema["components"]["schemas"]["TranslateRequest"]["properties"]
     assert {"text", "source", "target", "beam_size", "n_best", "max_length_ratio", "return_attention"} <= set(props)
     assert any(option.get("maximum") == 10 for option in props["beam_size"]["anyOf"])
-    assert {"/v1/translate", "/translate", "/languages", "/detect", "/health", "/ready", "/metrics"} <= set(schema["paths"])
+    routes = {"/v1/translate", "/translate", "/languages", "/detect", "/health", "/ready", "/metrics"}
+    assert routes <= set(schema["paths"])
 
 
 def test_libretranslate_json_form_and_lists(client):
@@ -316,8 +318,8 @@ def test_sigterm_lets_in_flight_requests_finish(checkpoint):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "seq2seq", "serve", "--checkpoint", checkpoint, "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "seq2seq", "serve", "--checkpoint", checkpoint, "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):

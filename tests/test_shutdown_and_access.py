@@ -88,7 +88,8 @@ def test_api_keys_rate_limits_and_no_key_in_logs_or_metrics(checkpoint, tmp_path
         bearer = {"Authorization": f"Bearer {KEY_A}"}
         allowed = [httpx.post(url + "/v1/translate", json={"text": "Hallo"}, headers=bearer),
                    httpx.post(url + f"/v1/translate?api_key={KEY_A}", json={"text": "Hallo"}),
-                   httpx.post(url + "/translate", data={"q": "Hallo", "source": "de", "target": "en", "api_key": KEY_A}),
+                   httpx.post(url + "/translate",
+                              data={"q": "Hallo", "source": "de", "target": "en", "api_key": KEY_A}),
                    httpx.post(url + "/detect", data={"q": "Hallo", "api_key": KEY_A})]
         assert [r.status_code for r in allowed] == [200] * 4, [r.text for r in allowed]
         assert _metric(url, "seq2seq_sentences_translated_total") == before[0] + 3

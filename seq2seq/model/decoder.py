@@ -13,9 +13,9 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
-from seq2seq.tokenizer import PAD
 from seq2seq.model.attention import Attention
 from seq2seq.model.dropout import ByteDropout
+from seq2seq.tokenizer import PAD
 
 EncoderFinal = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]  # h (L·dirs, B, H), or (h, c) for an LSTM
 LayerStates = list[torch.Tensor]  # one (B, H) state per decoder layer
@@ -144,7 +144,8 @@ class Decoder(nn.Module):
         return DecoderState(h, c, feed, memory, self.attention.prepare_keys(memory), mask)
 
     def _step(self, first_gates: torch.Tensor, state: DecoderState):
-        """first_gates: (B, G·H) the embedding part of layer 0's input → attentional output (B, O), weights (B, S), state."""
+        """first_gates: (B, G·H) the embedding part of layer 0's input → attentional output (B, O), weights (B, S),
+        state."""
         x = first_gates + self.feed_proj(state.feed)
         new_h, new_c = [], []
         for layer, cell in enumerate(self.cells):
@@ -199,7 +200,8 @@ class Decoder(nn.Module):
         """
         return self.generator(self.attentional_outputs(tgt_in, state, sampling_prob))
 
-    def attentional_outputs(self, tgt_in: torch.Tensor, state: DecoderState, sampling_prob: float = 0.0) -> torch.Tensor:
+    def attentional_outputs(self, tgt_in: torch.Tensor, state: DecoderState,
+                            sampling_prob: float = 0.0) -> torch.Tensor:
         """The recurrent loop of teacher-forced decoding: tgt_in (B, T) → attentional outputs (B, T, O)."""
         embedded = self.dropout(self.embedding(tgt_in))  # (B, T, E)
         first_gates = self.cells[0].input_proj(embedded)  # (B, T, G·H), once for all steps

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seq2seq.tokenizer import PAD
 from seq2seq.model.dropout import ByteDropout
+from seq2seq.tokenizer import PAD
 
 RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU}
 

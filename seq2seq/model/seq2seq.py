@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from seq2seq.config import ModelConfig
-from seq2seq.tokenizer import PAD
 from seq2seq.model.attention import build_attention
 from seq2seq.model.decoder import Bridge, Decoder, DecoderState, DirectBridge
 from seq2seq.model.encoder import Encoder
+from seq2seq.tokenizer import PAD
 
 
 class Seq2Seq(nn.Module):
@@ -31,7 +31,7 @@ class Seq2Seq(nn.Module):
 def _init_weights(model: nn.Module, init_range: float) -> None:
     if init_range <= 0:
         return
-    for name, param in model.named_parameters():
+    for param in model.parameters():
         nn.init.uniform_(param, -init_range, init_range)
     for module in model.modules():
         if isinstance(module, nn.Embedding) and module.padding_idx is not None:
