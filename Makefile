@@ -1,5 +1,5 @@
 # `make run`: set up, fetch data, train the quick-start model if none exists, then serve it on :8000.
-# `make test`: set up (Chromium included, for the page test) and run the test suite.
+# `make test`: set up (Chromium included, for the page test), lint (ruff), type-check (mypy), run the test suite.
 # `make container-smoke`: build the image and prove it translates (podman, root; minutes, so not in CI).
 PY ?= python3
 VENV := .venv
@@ -42,6 +42,8 @@ node-clients:
 	  >/dev/null 2>&1 || echo "could not install the npm client: its test will be skipped"
 
 test: setup browser node-clients
+	$(BIN)/ruff check seq2seq service bench tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # The image, started with a real run's checkpoints folder (best.pt, last.pt, step_*.pt) mounted at /models.

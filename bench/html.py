@@ -25,7 +25,7 @@ from pathlib import Path
 from sacrebleu.metrics import BLEU
 
 from seq2seq.corpus import read_lines
-from seq2seq.documents import translate_documents
+from seq2seq.documents import Format, translate_documents
 from seq2seq.translate import Translator
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
@@ -52,11 +52,11 @@ def documents(sentences: list[str], k: int) -> tuple[list[str], list[str]]:
 
 
 class _Text(HTMLParser):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.parts: list[str] = []
 
-    def handle_data(self, data):
+    def handle_data(self, data: str) -> None:
         self.parts.append(data)
 
 
@@ -77,7 +77,8 @@ def run(checkpoint: str, k: int, repeats: int, beam_sizes: list[int]) -> list[di
         times: dict[str, list[float]] = {"text": [], "html": []}
         outputs: dict[str, list[str]] = {}
         for _ in range(repeats):
-            for side, texts in (("text", plain), ("html", marked)):
+            sides: tuple[tuple[Format, list[str]], ...] = (("text", plain), ("html", marked))
+            for side, texts in sides:
                 started = time.perf_counter()
                 outputs[side] = [d.text for d in translate_documents(translator, texts, options, format=side)]
                 times[side].append(time.perf_counter() - started)

@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sacrebleu.metrics import BLEU
@@ -69,7 +70,7 @@ def run(checkpoint: str, ks: list[int], repeats: int, as_is: bool = False) -> li
     from tests.conftest import serve_in_thread
 
     settings = ServiceSettings(checkpoints=[checkpoint], max_sentences=4 * REQUEST_SENTENCES)
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, serve_in_thread(create_app(settings, load_registry(settings))) as url:
         for name, prefix in SETS.items():
             src, added = punctuated(read_lines(DATA / f"{prefix}.de.gz"))

@@ -15,17 +15,18 @@ import time
 
 from bench.common import median
 from bench.decoding import TEST_SETS
+from seq2seq.config import ReducedPrecision
 from seq2seq.corpus import read_lines
 from seq2seq.evaluate import score_corpus
 from seq2seq.translate import Translator
 
 
-def compare(checkpoint: str, kinds: list[str], lines: int, rounds: int) -> list[dict]:
+def compare(checkpoint: str, kinds: list[ReducedPrecision], lines: int, rounds: int) -> list[dict]:
     """One row per precision (fp32 first) and beam: sentences/s (median round), BLEU, agreement with fp32."""
     src_path, ref_path = TEST_SETS["test2016"]
     sources, references = read_lines(src_path)[:lines], read_lines(ref_path)[:lines]
-    translators = {kind: Translator(checkpoint, device="cpu", precision=None if kind == "fp32" else kind)
-                   for kind in ["fp32", *kinds]}
+    translators = {"fp32": Translator(checkpoint, device="cpu")}
+    translators.update({kind: Translator(checkpoint, device="cpu", precision=kind) for kind in kinds})
     rows = []
     for beam in (1, 5):
         seconds: dict[str, list[float]] = {kind: [] for kind in translators}

@@ -25,7 +25,7 @@ from bench.workloads import training_steps, translating
 from seq2seq.allocator import keep_large_blocks
 
 PRODUCTS = {torch.ops.aten.mm.default: "mm", torch.ops.aten.addmm.default: "addmm", torch.ops.aten.bmm.default: "bmm"}
-OPS = {"mm": torch.mm, "addmm": torch.addmm, "bmm": torch.bmm}
+OPS: dict[str, Callable[..., torch.Tensor]] = {"mm": torch.mm, "addmm": torch.addmm, "bmm": torch.bmm}
 Signature = tuple  # (op name, ((shape, stride), ...) of its tensor operands)
 
 
@@ -36,7 +36,7 @@ class RecordProducts(TorchDispatchMode):
     they are taken apart here, as torch's FLOP counter does, so their products are counted too.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.calls: Counter[Signature] = Counter()
 
@@ -90,7 +90,7 @@ def _operands_and_calls(signature: Signature, seconds: float) -> tuple[list[torc
     return tensors, calls
 
 
-def roofline(work: Callable[[], None], units: float, label: str, repeats: int = 5) -> dict:
+def roofline(work: Callable[[], object], units: float, label: str, repeats: int = 5) -> dict:
     """Time `work` as it runs, record its products, time them alone; rates are per `units`.
 
     Both times are the best of several: on a shared machine, other load only ever adds time.
@@ -114,7 +114,7 @@ def roofline(work: Callable[[], None], units: float, label: str, repeats: int = 
     }
 
 
-def _timed(work: Callable[[], None]) -> float:
+def _timed(work: Callable[[], object]) -> float:
     start = time.perf_counter()
     work()
     return time.perf_counter() - start
@@ -148,11 +148,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     keep_large_blocks()  # as the trainer and the translator do
     ceiling = matmul_peak_gflops(args.threads)
-    work, tokens = training_steps(args.checkpoint, args.batches)
-    results = [roofline(work, tokens, "training, target tok/s")]
+    training, tokens = training_steps(args.checkpoint, args.batches)
+    results = [roofline(training, tokens, "training, target tok/s")]
     for beam in (1, 5):
-        work, sentences = translating(args.checkpoint, args.lines, beam)
-        results.append(roofline(work, sentences, f"beam {beam}, sent/s"))
+        decoding, sentences = translating(args.checkpoint, args.lines, beam)
+        results.append(roofline(decoding, sentences, f"beam {beam}, sent/s"))
     print(markdown(results, ceiling))
     if args.json:
         print(json.dumps({"matmul_ceiling_gflops": ceiling, "results": results}))

@@ -171,7 +171,9 @@ def main() -> None:
     sets = [("iwslt14", lang, [DATA / f"iwslt14/test.{lang}.gz"], False) for lang in ("de", "en")]
     sets += [("multi30k", lang, [DATA / f"multi30k/{s}.{lang}.gz" for s in ("val", "test_2016_flickr")], True)
              for lang in ("de", "en", "fr", "cs")]
-    rows, examples, appended = [], {}, {}
+    rows: list[dict] = []
+    examples: dict[str, dict[str, dict]] = {}  # candidate → language → error kind → its count and examples
+    appended: dict[str, int] = {}
     for dataset, lang, paths, add in sets:
         lines: list[str] = []
         for p in paths:

@@ -77,7 +77,7 @@ class KeepAliveClient:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post_json(self, path: str, payload: dict) -> tuple[int, bytes]:
-        if self.writer is None:
+        if self.reader is None or self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         body = json.dumps(payload).encode()
         self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
@@ -144,7 +144,8 @@ def service_benchmark(checkpoint: str, sentences: list[str], clients: list[int],
     results: dict = {"sentences": len(sentences), "beam_size": beam_size, "clients": {}}
     try:
         asyncio.run(run_clients(port, sentences[:50], 8, beam_size))  # warm-up
-        offline_runs, service_runs = [], {c: [] for c in clients}
+        offline_runs: list[float] = []
+        service_runs: dict[int, list[tuple[float, list[float]]]] = {c: [] for c in clients}  # (sent/s, latencies)
         for _ in range(repeats):
             started = time.perf_counter()
             translator.translate(sentences, options)

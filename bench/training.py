@@ -12,7 +12,9 @@ import argparse
 import json
 import shutil
 import sys
+from itertools import islice
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -20,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench.common import RESULTS_DIR, matmul_peak_gflops, median, run_measured
 from seq2seq.checkpoint import load_model
 from seq2seq.config import load_config
-from seq2seq.corpus import read_lines
+from seq2seq.corpus import iter_pairs
 from seq2seq.model import build_model
 from seq2seq.precision import mixed_precision_dtype
 from seq2seq.train import token_loss_sum
@@ -39,18 +41,18 @@ def flops_per_target_token(config_path: str, batch: int = 64, src_len: int = 15,
     return counter.get_total_flops() / (batch * tgt_len)
 
 
-def source_to_target_ratio(checkpoint: Path, corpus_prefix: str, src: str, tgt: str, lines: int = 5000) -> float:
-    """Source pieces per target piece over the training corpus, with the run's own tokenizers."""
+def source_to_target_ratio(checkpoint: Path, corpus: str, src: str, tgt: str, lines: int = 5000) -> float:
+    """Source pieces per target piece over the first `lines` pairs of a training corpus (a prefix or a TSV file,
+    as data.train names them), with the run's own tokenizers."""
     loaded = load_model(checkpoint, "cpu")
-    src_lines = read_lines(f"{corpus_prefix}.{src}.gz")[:lines]
-    tgt_lines = read_lines(f"{corpus_prefix}.{tgt}.gz")[:lines]
-    src_pieces = sum(len(loaded.src_tokenizer.encode(s)) + 1 for s in src_lines)
-    tgt_pieces = sum(len(loaded.tgt_tokenizer.encode(t)) + 1 for t in tgt_lines)
+    pairs = list(islice(iter_pairs(corpus, src, tgt), lines))
+    src_pieces = sum(len(loaded.src_tokenizer.encode(s)) + 1 for s, _ in pairs)
+    tgt_pieces = sum(len(loaded.tgt_tokenizer.encode(t)) + 1 for _, t in pairs)
     return src_pieces / tgt_pieces
 
 
 def train_for(config_path: str, run_dir: Path, steps: int, windows: int = 3, minutes: float | None = None,
-              extra: list[str] = ()) -> dict:
+              extra: Sequence[str] = ()) -> dict:
     """Train in a fresh process; returns tokens/s (median of windows), peak memory, wall time and BLEU."""
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time, never a resumed one
     valid_every = max(1, steps // windows)
@@ -81,8 +83,9 @@ def training_benchmark(config_path: str, steps: int, threads: int, tag: str = "d
     peak_gflops = matmul_peak_gflops(threads, dtype=torch.bfloat16) if bf16 else fp32_peak
     run_dir = RESULTS_DIR / f"train_{tag}"
     result = train_for(config_path, run_dir, steps, extra=["data.max_valid_pairs=300"])
-    ratio = source_to_target_ratio(Path(result["last_checkpoint"]), config.data.train, config.data.src_lang,
-                                   config.data.tgt_lang)
+    # data.train may name several corpora: the first one's ratio stands for them
+    ratio = source_to_target_ratio(Path(result["last_checkpoint"]), config.data.train_corpora[0].path,
+                                   config.data.src_lang, config.data.tgt_lang)
     flops = flops_per_target_token(config_path)
     achieved = result["tgt_tokens_per_s"] * flops / 1e9
     return {**result, "config": config_path, "src_tgt_tokens_per_s": round(result["tgt_tokens_per_s"] * (1 + ratio), 1),

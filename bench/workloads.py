@@ -10,7 +10,7 @@ from seq2seq.batching import Batch, TrainingPairs
 from seq2seq.checkpoint import load_model
 from seq2seq.corpus import read_lines
 from seq2seq.step import TrainingStep, make_optimizer, make_scaler
-from seq2seq.translate import Translator
+from seq2seq.translate import Translation, Translator
 
 
 def training_parts(checkpoint: str, batches: int,
@@ -47,7 +47,7 @@ def training_steps(checkpoint: str, batches: int) -> tuple[Callable[[], None], i
     return run, sum(batch.num_tgt_tokens for batch in chosen)
 
 
-def translating(checkpoint: str, lines: int, beam: int) -> tuple[Callable[[], None], int]:
+def translating(checkpoint: str, lines: int, beam: int) -> tuple[Callable[[], list[Translation]], int]:
     """A callable translating the first `lines` test2016 sentences with the translator's own batching; and `lines`."""
     translator = Translator(checkpoint, device="cpu")
     sources = read_lines(MULTI30K / "test_2016_flickr.de.gz")[:lines]

@@ -186,9 +186,10 @@ class TrainingPairs:
 
     def epoch_rows(self, epoch: int, rng: np.random.Generator) -> np.ndarray:
         """The rows one epoch trains on (unordered): every row, or each corpus's weighted share."""
-        if self.parts[0].weight is None:
+        weights = [part.weight for part in self.parts if part.weight is not None]  # all or none (see __init__)
+        if not weights:
             return self.parts[0].rows if len(self.parts) == 1 else np.concatenate([part.rows for part in self.parts])
-        shares = np.array([part.weight for part in self.parts]) / sum(part.weight for part in self.parts) * len(self)
+        shares = np.array(weights) / sum(weights) * len(self)
         counts = np.floor(shares).astype(np.int64)
         counts[np.argsort(counts - shares)[: len(self) - counts.sum()]] += 1  # largest remainders: the sum is exact
         return np.concatenate([self._draw(part.rows, int(n), rng) for part, n in zip(self.parts, counts)])

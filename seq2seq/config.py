@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional, get_args
+from typing import Any, Literal, Optional, Sequence, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -251,7 +251,7 @@ def config_from_dict(raw: Any) -> Config:
         raise UserError(f"invalid config: {format_validation_error(err)}") from None
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     """Read a YAML config, apply `section.key=value` overrides, validate."""
     path = Path(path)
     if not path.is_file():

@@ -21,8 +21,9 @@ import zipfile
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from seq2seq.errors import UserError
 
@@ -231,7 +232,8 @@ def fetch_multi30k(output_dir: str | Path, local_dir: Optional[str | Path] = Non
 def _fetch(corpus: Corpus, out: Path, local: Optional[Path]) -> Fetched:
     lock_path = out / LOCK_NAME
     needs_lock = corpus.kind != "files" or corpus.trusted_on_first_use  # pinned plain files check themselves
-    lock = _read_lock(lock_path, corpus) if needs_lock else {"corpus": corpus.name, "downloads": {}, "outputs": {}}
+    lock: dict[str, Any] = (_read_lock(lock_path, corpus) if needs_lock
+                            else {"corpus": corpus.name, "downloads": {}, "outputs": {}})
     if corpus.kind != "files" and _extracted_in_place(corpus, out, lock):
         files = [out / n for n in lock["outputs"]]
         recorded = lock.get("pairs", {})
@@ -368,10 +370,16 @@ def _archive_members(path: Path) -> Iterator[dict[str, Callable[[], bytes]]]:
     """Regular files of a .tgz/.tar or .zip, by base name (the archives put them under a folder such as de-en/)."""
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
-            yield {Path(n).name: (lambda n=n: archive.read(n)) for n in archive.namelist() if not n.endswith("/")}
+            yield {Path(n).name: partial(archive.read, n) for n in archive.namelist() if not n.endswith("/")}
         return
     with tarfile.open(path, "r:*") as tar:
-        yield {Path(m.name).name: (lambda m=m: tar.extractfile(m).read()) for m in tar.getmembers() if m.isfile()}
+
+        def read(member: tarfile.TarInfo) -> bytes:
+            content = tar.extractfile(member)
+            assert content is not None  # only regular files are listed, and those always have content
+            return content.read()
+
+        yield {Path(m.name).name: partial(read, m) for m in tar.getmembers() if m.isfile()}
 
 
 def _lines(text: str) -> list[str]:

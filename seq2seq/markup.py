@@ -163,7 +163,8 @@ class _Block:
     def _cut(self, item: _Item) -> list[tuple[int, int, Optional[int]]]:
         """A text item's range split where sentences start and end: (start, end, sentence or None)."""
         start, end = item.start, item.start + len(item.text)
-        pieces, cursor = [], start
+        pieces: list[tuple[int, int, Optional[int]]] = []
+        cursor = start
         for k, (s, e) in enumerate(self.spans):
             if e <= cursor or s >= end:
                 continue
@@ -183,7 +184,9 @@ class _Block:
         words, separators = parts[0::2], parts[1::2]
         aligned = align_words(translation, len(source_words), len(words))
         sources = align_sources(translation, len(source_words), len(words))
-        placed, at_least, opened_at = {}, 0, {}
+        placed: dict[int, list[_Item]] = {}  # target word index → the tags placed before it
+        opened_at: dict[int, int] = {}  # element → the target index its opening tag went to
+        at_least = 0
         for tag in self.inner[fragment]:  # in source order, never before an earlier one: well nested
             index = self._target_index(tag, (start, end), source_words, aligned, sources, len(words))
             at_least = max(at_least, index)

@@ -25,7 +25,7 @@ def plot_learning_curve(records: Sequence[dict], path: str | Path) -> None:
     bleu_axis.plot(steps, [r["bleu"] for r in records], label="valid BLEU", color="tab:green", marker=".")
     bleu_axis.set_ylabel("BLEU")
     lines = loss_axis.get_lines() + bleu_axis.get_lines()
-    loss_axis.legend(lines, [line.get_label() for line in lines], loc="center right")
+    loss_axis.legend(lines, [str(line.get_label()) for line in lines], loc="center right")
     fig.tight_layout()
     tmp = Path(path).with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=100)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from contextlib import nullcontext
-from typing import ContextManager, Optional, get_args
+from typing import ContextManager, Optional, TypeVar, get_args
 
 import torch
 from torch import nn
@@ -61,8 +61,13 @@ def decoding_dtype(precision: Optional[str]) -> Optional[torch.dtype]:
     return torch.bfloat16 if precision == "bf16" else None
 
 
-def model_for_decoding(model: nn.Module, precision: Optional[str], device: torch.device) -> nn.Module:
-    """The model with its products in int8 when `precision` is "int8"; unchanged otherwise (bf16 is autocast)."""
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def model_for_decoding(model: ModuleT, precision: Optional[str], device: torch.device) -> ModuleT:
+    """The model with its products in int8 when `precision` is "int8"; unchanged otherwise (bf16 is autocast).
+
+    In int8 it is a copy of the same class, its Linear, LSTM and GRU layers swapped for quantized ones."""
     check_precision(precision, device)
     if precision != "int8":
         return model

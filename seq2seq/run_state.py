@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import yaml
@@ -177,7 +177,7 @@ class RunState:
     def _train_state(self, progress: Progress) -> dict:
         """Optimizer, schedule, scaler, progress and RNG; under torchrun it gathers every rank's RNG, so all ranks
         call it."""
-        rng = {"cpu": torch.get_rng_state()}
+        rng: dict[str, Any] = {"cpu": torch.get_rng_state()}
         if self.on_cuda:
             rng["cuda"] = torch.cuda.get_rng_state_all()
         if self.world.distributed:

@@ -274,7 +274,7 @@ def setup_logging(run_dir: Path, world: World = SINGLE) -> None:
     log.handlers.clear()
     log.propagate = False
     if not world.is_main:
-        handler = logging.StreamHandler()
+        handler: logging.Handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [rank {world.rank}] %(message)s",
                                                "%Y-%m-%d %H:%M:%S"))
         log.addHandler(handler)

@@ -200,6 +200,7 @@ class Batcher:
             return
         texts = [text for job in live for text in job.texts]
         model = live[0].model
+        assert self.decoder is not None  # set by start() before this worker runs, cleared after it ends
         started = time.perf_counter()
         try:
             results = self.decoder.translate(model.name, texts, live[0].options, live[0].with_attention)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from multiprocessing.connection import Connection
-from typing import Optional
+from typing import Any, Optional
 
 from seq2seq.config import DecodeConfig, Device, ReducedPrecision
 from seq2seq.translate import Translation
@@ -49,6 +49,7 @@ class DecoderProcess:
             log.warning("decoder process is not running; starting it")
             self.stop()
             self.start()
+        assert self.connection is not None  # start() opened it with the process
         try:
             self.connection.send((model_name, texts, options, with_attention))
         except (OSError, EOFError) as err:
@@ -59,6 +60,7 @@ class DecoderProcess:
     def stop(self) -> None:
         if self.process is None:
             return
+        assert self.connection is not None  # opened before the process, closed with it
         try:
             self.connection.send(None)
         except (OSError, EOFError):
@@ -70,7 +72,9 @@ class DecoderProcess:
         self.connection.close()
         self.process = self.connection = None
 
-    def _reply(self):
+    def _reply(self) -> Any:
+        """The child's next answer: None once started, a batch's translations after each request."""
+        assert self.connection is not None  # called only once start() opened it
         try:
             ok, value = self.connection.recv()
         except (OSError, EOFError):

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
+from seq2seq.documents import Format
 from seq2seq.errors import UserError
 from seq2seq.formats import SUPPORTED, read_document, suffix_of
 from service.detection import Detection, rank_languages
@@ -99,11 +100,13 @@ def _one_or_list(values: list, as_list: bool):
     return values if as_list else values[0]
 
 
-def _format(fields: dict[str, Any]) -> str:
+def _format(fields: dict[str, Any]) -> Format:
     value = fields.get("format") or "text"
-    if value not in ("text", "html"):
-        raise HTTPException(400, "invalid request: format must be 'text' or 'html'")
-    return value
+    if value == "text":
+        return "text"
+    if value == "html":
+        return "html"
+    raise HTTPException(400, "invalid request: format must be 'text' or 'html'")
 
 
 def add_libretranslate_routes(app: FastAPI, state: ServiceState) -> None:
@@ -119,12 +122,13 @@ def add_libretranslate_routes(app: FastAPI, state: ServiceState) -> None:
         check_key(request, fields)
         texts, as_list = _texts(fields, settings.max_texts)
         alternatives = _int_field(fields, "alternatives", 0, settings.max_beam_size)
-        overrides = {"n_best": alternatives + 1, "beam_size": max(alternatives + 1, _default_beam(state))} \
-            if alternatives else {}
+        # None: the model's default (as when no alternatives are asked for)
+        n_best = alternatives + 1 if alternatives else None
+        beam_size = max(alternatives + 1, _default_beam(state)) if alternatives else None
         try:
             results = await state.translate_request(request, texts, fields.get("source") or "auto",
                                                     fields.get("target"), detect=True, format=_format(fields),
-                                                    **overrides)
+                                                    n_best=n_best, beam_size=beam_size)
         except HTTPException as err:
             if err.status_code != 413:
                 raise

@@ -51,7 +51,8 @@ class AccessGuard:
         if self.api_keys and not self._valid(key):
             raise HTTPException(403, "invalid API key")
         if self.limiter:
-            client = key if self.api_keys else (request.client.host if request.client else "unknown")
+            # with keys configured, `key` is set and valid here (checked above)
+            client = key if self.api_keys and key else (request.client.host if request.client else "unknown")
             if not self.limiter.allow(client):
                 raise HTTPException(429, "rate limit exceeded; slow down", headers={"Retry-After": "60"})
 

@@ -87,7 +87,9 @@ class ServiceSettings(BaseModel):
     @property
     def reduced_precision(self) -> Optional[ReducedPrecision]:
         """'bf16' or 'int8', or None for fp32: what the decoder process is given."""
-        return None if self.precision in (None, "fp32") else self.precision
+        if self.precision is None or self.precision == "fp32":
+            return None
+        return self.precision
 
     @model_validator(mode="after")
     def _queue_holds_a_whole_request(self):
@@ -118,6 +120,6 @@ def settings_from(overrides: Mapping[str, object], environ: Mapping[str, str] = 
             raw[name] = environ[ENV_PREFIX + name.upper()]
     raw.update({k: v for k, v in overrides.items() if v not in (None, [], {})})
     try:
-        return ServiceSettings(**raw)
+        return ServiceSettings.model_validate(raw)
     except ValidationError as err:
         raise UserError(f"invalid service setting: {format_validation_error(err)}") from None

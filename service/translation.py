@@ -60,7 +60,7 @@ def plan(registry: ModelRegistry, texts: Sequence[str], source: Optional[str], t
         route = registry.route(source, target)
         return [(route, None) for _ in texts]
     target = target or _only_target(registry)
-    routes = []
+    routes: list[tuple[Route, Optional[list[Detection]]]] = []
     for text in texts:
         ranked = rank_languages(text, registry.known_languages)
         routes.append((_first_route(registry, ranked, target), ranked))
@@ -100,7 +100,7 @@ async def translate_texts(texts: Sequence[str], routes: list[tuple[Route, Option
     groups: dict[str, list[int]] = {}
     for index, (route, _) in enumerate(routes):
         groups.setdefault(route.name, []).append(index)
-    documents: list[Optional[DocumentTranslation]] = [None] * len(texts)
+    documents: dict[int, DocumentTranslation] = {}  # by text index: each group's run fills its own
 
     async def run(indices: list[int]) -> None:
         route = routes[indices[0]][0]
@@ -111,7 +111,7 @@ async def translate_texts(texts: Sequence[str], routes: list[tuple[Route, Option
             documents[i] = document
 
     await asyncio.gather(*(run(indices) for indices in groups.values()))
-    return [TextResult(document, route, detected) for document, (route, detected) in zip(documents, routes)]
+    return [TextResult(documents[i], route, detected) for i, (route, detected) in enumerate(routes)]
 
 
 def _segment(text: str, route: Route, split: bool, format: Format) -> Document:

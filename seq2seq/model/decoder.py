@@ -8,7 +8,7 @@ sentence, and the output layer once over all steps.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Optional, Union
+from typing import Callable, Iterable, Optional, Union, cast
 
 import torch
 from torch import nn
@@ -41,6 +41,7 @@ class RecurrentCell(nn.Module):
         # split/chunk rather than slicing: their backward is one concatenation, where each slice's
         # backward would zero-fill and add a full-size gradient.
         if self.kind == "lstm":
+            assert c is not None  # an LSTM layer always carries its cell state
             sigmoid_part, candidate = (gates_in + hidden_gates).split([3 * H, H], dim=1)
             i, f, o = torch.sigmoid(sigmoid_part).chunk(3, dim=1)  # input, forget, output gates in one kernel
             c = f * c + i * torch.tanh(candidate)
@@ -68,6 +69,7 @@ class Bridge(nn.Module):
 
     def forward(self, final: EncoderFinal) -> tuple[LayerStates, Optional[LayerStates]]:
         if self.c_proj is None:
+            assert isinstance(final, torch.Tensor)  # a GRU's final state is h alone
             return self._map(self.h_proj, final), None
         h, c = final
         return self._map(self.h_proj, h), self._map(self.c_proj, c)
@@ -143,17 +145,26 @@ class Decoder(nn.Module):
         feed = memory.new_zeros(memory.size(0), self.output_size)
         return DecoderState(h, c, feed, memory, self.attention.prepare_keys(memory), mask)
 
-    def _step(self, first_gates: torch.Tensor, state: DecoderState):
+    def _cells(self) -> Iterable[RecurrentCell]:
+        return cast("Iterable[RecurrentCell]", self.cells)  # what nn.ModuleList holds here, typed
+
+    def _first_cell(self) -> RecurrentCell:
+        return cast(RecurrentCell, self.cells[0])
+
+    def _step(self, first_gates: torch.Tensor,
+              state: DecoderState) -> tuple[torch.Tensor, torch.Tensor, DecoderState]:
         """first_gates: (B, G·H) the embedding part of layer 0's input → attentional output (B, O), weights (B, S),
         state."""
         x = first_gates + self.feed_proj(state.feed)
-        new_h, new_c = [], []
-        for layer, cell in enumerate(self.cells):
+        new_h: LayerStates = []
+        new_c: LayerStates = []  # stays empty for a GRU
+        for layer, cell in enumerate(self._cells()):
             if layer > 0:
                 x = cell.input_proj(self.dropout(new_h[-1]))
             h, c = cell.step(x, state.h[layer], None if state.c is None else state.c[layer])
             new_h.append(h)
-            new_c.append(c)
+            if c is not None:
+                new_c.append(c)
         context, weights = self.attention(new_h[-1], state.keys, state.memory, state.mask)
         output = self.dropout(self.activation(self.combine(torch.cat([new_h[-1], context], dim=-1))))
         state = replace(state, h=new_h, c=None if state.c is None else new_c, feed=output)
@@ -166,7 +177,7 @@ class Decoder(nn.Module):
         `output_layer` maps the attentional output (B, O) to logits: the generator unless given
         (search passes `output_layer_for_decoding()`, built once per translator or batch).
         """
-        first_gates = self.cells[0].input_proj(self.dropout(self.embedding(tokens)))
+        first_gates = self._first_cell().input_proj(self.dropout(self.embedding(tokens)))
         output, weights, state = self._step(first_gates, state)
         return (self.generator if output_layer is None else output_layer)(output).float(), weights, state
 
@@ -204,9 +215,9 @@ class Decoder(nn.Module):
                             sampling_prob: float = 0.0) -> torch.Tensor:
         """The recurrent loop of teacher-forced decoding: tgt_in (B, T) → attentional outputs (B, T, O)."""
         embedded = self.dropout(self.embedding(tgt_in))  # (B, T, E)
-        first_gates = self.cells[0].input_proj(embedded)  # (B, T, G·H), once for all steps
+        first_gates = self._first_cell().input_proj(embedded)  # (B, T, G·H), once for all steps
         # unbind once: indexing [:, t] inside the loop would cost a full-size gradient per step in backward
-        outputs = []
+        outputs: list[torch.Tensor] = []
         for t, gates_t in enumerate(first_gates.unbind(1)):
             if sampling_prob > 0 and t > 0:
                 gates_t = self._maybe_sample(gates_t, outputs[-1], sampling_prob)
@@ -218,5 +229,5 @@ class Decoder(nn.Module):
         with torch.no_grad():
             predicted = self.generator(prev_output).argmax(-1)  # (B,)
             use_prediction = torch.rand(predicted.size(0), device=predicted.device) < prob
-        sampled_gates = self.cells[0].input_proj(self.dropout(self.embedding(predicted)))
+        sampled_gates = self._first_cell().input_proj(self.dropout(self.embedding(predicted)))
         return torch.where(use_prediction.unsqueeze(1), sampled_gates, gates_t)
