@@ -46,7 +46,8 @@ def synthetic_corpus(pairs: int, folder: Path) -> str:
 
 
 def _sets(prefix: str, run_dir: Path) -> list[str]:
-    overrides = [f"data.train={prefix}", f"data.valid={MULTI30K}/val", "data.max_pairs=null", "data.max_valid_pairs=100",
+    overrides = [f"data.train={prefix}", f"data.valid={MULTI30K}/val", "data.max_pairs=null",
+                 "data.max_valid_pairs=100",
                  f"data.prepared_dir={WORK / 'prepared'}", "data.max_length=100", "train.max_steps=20",
                  "train.valid_every=1000", "train.max_minutes=null", "train.amp=false", "train.threads=2"]
     return [x for o in overrides for x in ("--set", o)] + ["--run-dir", str(run_dir)]
@@ -76,7 +77,7 @@ def one_size(pairs: int) -> dict:
     seq2seq = [sys.executable, "-m", "seq2seq"]
     prepare = measured([*seq2seq, "prepare", "configs/tiny.yaml", *_sets(prefix, run_dir)[:-2]])
     starts = []
-    for attempt in range(2):  # the second start finds the page cache as a resumed run would
+    for _ in range(2):  # the second start finds the page cache as a resumed run would
         subprocess.run(["rm", "-rf", str(run_dir)], check=True)
         starts.append(measured([*seq2seq, "train", "configs/tiny.yaml", *_sets(prefix, run_dir)]))
     return {"pairs": pairs, "prepare_s": round(prepare["seconds"], 1),
@@ -115,8 +116,8 @@ def main() -> None:
         for _ in range(args.rounds):  # alternated, so that the machine's drift falls on both alike
             theirs.append(tokens_per_second(args.baseline.resolve(), WORK / "runs" / "baseline"))
             ours.append(tokens_per_second(REPO, WORK / "runs" / "ours"))
-        results["multi30k_tokens_per_s"] = {"ours": ours, "baseline": theirs,
-                                            "ratio_of_medians": round(statistics.median(ours) / statistics.median(theirs), 3)}
+        ratio = round(statistics.median(ours) / statistics.median(theirs), 3)
+        results["multi30k_tokens_per_s"] = {"ours": ours, "baseline": theirs, "ratio_of_medians": ratio}
     print(json.dumps({k: v for k, v in results.items() if k != "sizes"}))
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
