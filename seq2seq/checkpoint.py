@@ -142,6 +142,19 @@ class ModelCard:
     tgt_tokenizer: Tokenizer
     metrics: dict[str, Any]
 
+    @property
+    def src_lang(self) -> str:
+        return self.config.data.src_lang
+
+    @property
+    def tgt_lang(self) -> str:
+        return self.config.data.tgt_lang
+
+    @property
+    def max_source_pieces(self) -> int:
+        """The longest sentence the model was trained on: longer ones are split before translation."""
+        return self.config.data.max_length
+
 
 @dataclass
 class LoadedModel(ModelCard):

@@ -1,16 +1,15 @@
-"""Encoding chunks of pairs into flat id arrays, in worker processes. This module imports only numpy and
-SentencePiece, so a worker starts in a fraction of a second."""
+"""Encoding chunks of pairs into flat id arrays, in worker processes. This module imports numpy, SentencePiece and
+seq2seq.tokenizer, never torch, so a worker starts in a fraction of a second."""
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
 import sentencepiece as spm
 
-_SURROGATE = re.compile("[\ud800-\udfff]")  # as tokenizer.clean_text: SentencePiece raises on lone surrogates
+from seq2seq.tokenizer import clean_text
 
 
 @dataclass
@@ -33,8 +32,8 @@ class ChunkEncoder:
         self.dtype = dtype
 
     def __call__(self, pairs: Sequence[tuple[str, str]]) -> EncodedChunk:
-        src_ids, src_lengths = self._side(self.src, [_SURROGATE.sub("\ufffd", s) for s, _ in pairs])
-        tgt_ids, tgt_lengths = self._side(self.tgt, [_SURROGATE.sub("\ufffd", t) for _, t in pairs])
+        src_ids, src_lengths = self._side(self.src, [clean_text(s) for s, _ in pairs])
+        tgt_ids, tgt_lengths = self._side(self.tgt, [clean_text(t) for _, t in pairs])
         hashes = np.array([_pair_hash(s, t) for s, t in pairs], dtype=np.uint64)
         return EncodedChunk(src_ids, src_lengths, tgt_ids, tgt_lengths, hashes)
 

@@ -79,17 +79,22 @@ def ensure_prepared(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokeni
 
     Given tokenizers (a resumed run's, or rank 0's) reuse the folder prepared with its own SentencePiece
     models when those are the same; otherwise the corpus is encoded with the given ones, in a folder of its own."""
-    folder = prepared_folder(config)
+    inputs = _key_inputs(config, None)  # the corpus files are fingerprinted once per start
+    folder = _folder(config, inputs)
     if tokenizers is not None and not (_complete(folder) and _protos(folder) == _proto_pair(tokenizers)):
-        folder = prepared_folder(config, tokenizers)
+        inputs = _with_given(inputs, tokenizers)
+        folder = _folder(config, inputs)
     if not _complete(folder):
-        _build(folder, config, tokenizers, progress)
+        _build(folder, config, tokenizers, inputs, progress)
     return folder
 
 
 def prepared_folder(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer]] = None) -> Path:
-    key = json.dumps(_key_inputs(config, tokenizers), sort_keys=True)
-    digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+    return _folder(config, _key_inputs(config, tokenizers))
+
+
+def _folder(config: Config, inputs: dict) -> Path:
+    digest = hashlib.blake2b(json.dumps(inputs, sort_keys=True).encode(), digest_size=8).hexdigest()
     return Path(config.data.prepared_dir) / f"{_safe(config.name)}-{digest}"
 
 
@@ -98,10 +103,15 @@ def _key_inputs(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer]
     d = config.data
     corpora = [{"files": [fingerprint(f) for f in corpus_files(c.path, d.src_lang, d.tgt_lang)]}  # absolute paths
                for c in d.train_corpora]
-    given = None if tokenizers is None else [hashlib.sha256(p).hexdigest() for p in _proto_pair(tokenizers)]
-    return {"format": FORMAT_VERSION, "corpora": corpora, "src_lang": d.src_lang, "tgt_lang": d.tgt_lang,
-            "max_pairs": d.max_pairs, "tokenizer": config.tokenizer.model_dump(mode="json"), "seed": config.seed,
-            "given_tokenizers": given}
+    inputs = {"format": FORMAT_VERSION, "corpora": corpora, "src_lang": d.src_lang, "tgt_lang": d.tgt_lang,
+              "max_pairs": d.max_pairs, "tokenizer": config.tokenizer.model_dump(mode="json"), "seed": config.seed,
+              "given_tokenizers": None}
+    return inputs if tokenizers is None else _with_given(inputs, tokenizers)
+
+
+def _with_given(inputs: dict, tokenizers: tuple[Tokenizer, Tokenizer]) -> dict:
+    """The key of data encoded with given tokenizers rather than ones trained on the corpus."""
+    return {**inputs, "given_tokenizers": [hashlib.sha256(p).hexdigest() for p in _proto_pair(tokenizers)]}
 
 
 def _safe(name: str) -> str:
@@ -125,7 +135,8 @@ def _complete(folder: Path) -> bool:
 
 
 # --- building ----------------------------------------------------------------------------------------
-def _build(folder: Path, config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer]], progress: bool) -> None:
+def _build(folder: Path, config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer]], inputs: dict,
+           progress: bool) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(folder.parent)
     tmp = folder.parent / f".{folder.name}{TMP_MARK}{os.getpid()}"
@@ -137,7 +148,7 @@ def _build(folder: Path, config: Config, tokenizers: Optional[tuple[Tokenizer, T
             tokenizers = train_tokenizers(*_sample(config, progress), config.tokenizer)
         (tmp / "src.model").write_bytes(tokenizers[0].model_proto)
         (tmp / "tgt.model").write_bytes(tokenizers[1].model_proto)
-        meta = _encode_corpora(config, tokenizers, tmp, progress)
+        meta = {**_encode_corpora(config, tokenizers, tmp, progress), "key": inputs}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         try:
             os.rename(tmp, folder)
@@ -236,8 +247,7 @@ def _encode_corpora(config: Config, tokenizers: tuple[Tokenizer, Tokenizer], fol
                for c, start, end in zip(config.data.train_corpora, bounds, bounds[1:])]
     for entry in corpora:
         log.info("%s: %d pairs, %d exact duplicates removed", entry["path"], entry["pairs"], entry["duplicates"])
-    return {"format": FORMAT_VERSION, "dtype": dtype.name, "bounds": bounds, "corpora": corpora,
-            "key": _key_inputs(config, None)}
+    return {"format": FORMAT_VERSION, "dtype": dtype.name, "bounds": bounds, "corpora": corpora}
 
 
 def _workers(config: Config, corpus: CorpusConfig) -> int:

@@ -121,16 +121,15 @@ class Translator:
 
     @property
     def src_lang(self) -> str:
-        return self.loaded.config.data.src_lang
+        return self.loaded.src_lang
 
     @property
     def tgt_lang(self) -> str:
-        return self.loaded.config.data.tgt_lang
+        return self.loaded.tgt_lang
 
     @property
     def max_source_pieces(self) -> int:
-        """The longest sentence the model was trained on: longer ones are split before translation."""
-        return self.loaded.config.data.max_length
+        return self.loaded.max_source_pieces
 
     def options(self, **overrides) -> DecodeConfig:
         """The checkpoint's decoding defaults with `overrides` (None values ignored), validated."""

@@ -28,17 +28,24 @@ LANGUAGE_ALIASES = {"zh-hans": "zh", "zh-cn": "zh", "zh-sg": "zh", "zh-hant": "z
 
 @dataclass
 class ServedModel:
-    name: str
-    source: str
-    target: str
     checkpoint: str
     card: ModelCard
 
     @classmethod
     def read(cls, checkpoint: str | Path) -> "ServedModel":
-        card = read_card(checkpoint)
-        source, target = card.config.data.src_lang, card.config.data.tgt_lang
-        return cls(f"{source}-{target}", source, target, str(checkpoint), card)
+        return cls(str(checkpoint), read_card(checkpoint))
+
+    @property
+    def source(self) -> str:
+        return self.card.src_lang
+
+    @property
+    def target(self) -> str:
+        return self.card.tgt_lang
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}-{self.target}"
 
     @property
     def src_tokenizer(self) -> Tokenizer:
@@ -46,8 +53,7 @@ class ServedModel:
 
     @property
     def max_source_pieces(self) -> int:
-        """The longest sentence the model was trained on: longer ones are split before translation."""
-        return self.card.config.data.max_length
+        return self.card.max_source_pieces
 
     @property
     def default_options(self) -> DecodeConfig:
