@@ -38,9 +38,6 @@ class Tokenizer:
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return self._sp.encode([clean_text(t) for t in texts])
 
-    def pieces(self, text: str) -> list[str]:
-        return self._sp.encode(clean_text(text), out_type=str)
-
     def ids_to_pieces(self, ids: Sequence[int]) -> list[str]:
         return [self._sp.id_to_piece(i) for i in ids]
 

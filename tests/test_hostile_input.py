@@ -63,7 +63,7 @@ def test_tokenizer_takes_any_unicode(toy_tokenizer, text):
     ids = toy_tokenizer.encode(text)
     assert all(0 <= i < toy_tokenizer.vocab_size for i in ids)
     assert toy_tokenizer.encode_batch([text, text]) == [ids, ids]
-    assert len(toy_tokenizer.pieces(text)) == len(ids)
+    assert len(toy_tokenizer.ids_to_pieces(ids)) == len(ids)
     assert isinstance(toy_tokenizer.decode(ids), str)
 
 
