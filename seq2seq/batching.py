@@ -1,4 +1,4 @@
-"""Token batches: id sequences stored flat (memory-mapped from prepared data, or in memory), grouped into
+"""Token batches: id sequences stored flat (read from prepared data on disk, or in memory), grouped into
 batches of similar length with vectorised numpy, and collated into padded tensors.
 
 An epoch's order is a pure function of (seed, epoch), so a resumed run replays it exactly; with several
@@ -6,10 +6,12 @@ corpora each epoch draws from every corpus in proportion to its weight.
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence
+from pathlib import Path
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -61,13 +63,65 @@ def id_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.uint32)
 
 
+class FileArray:
+    """A 1-D array in a file, read by slices with pread.
+
+    Not a memory map on purpose: every page a process maps counts in its resident memory, and where the page
+    cache holds a file in folios of up to 2 MB (ext4 on recent kernels) one mapped row brought up to 2 MB with
+    it, so a memory-mapped corpus grew the resident set towards the corpus's size as training read random rows.
+    Read with pread, the same pages stay in the page cache (shared, reclaimable) and out of the process.
+    """
+
+    def __init__(self, path: Path, dtype: np.dtype, header_bytes: int = 0):
+        self.path, self.dtype, self.header_bytes = Path(path), np.dtype(dtype), header_bytes
+        self._length = (self.path.stat().st_size - header_bytes) // self.dtype.itemsize
+        self._fd: Optional[int] = None
+        self._pid = -1
+
+    @classmethod
+    def from_npy(cls, path: Path) -> "FileArray":
+        """A 1-D .npy file, read past its header."""
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            header = np.lib.format
+            read_header = header.read_array_header_1_0 if version == (1, 0) else header.read_array_header_2_0
+            shape, fortran_order, dtype = read_header(f)
+            if len(shape) != 1 or fortran_order:
+                raise ValueError(f"{path}: expected a 1-D array, found shape {shape}")
+            return cls(path, dtype, header_bytes=f.tell())
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        start, stop, step = index.indices(self._length)
+        if step != 1:
+            raise IndexError("FileArray reads contiguous slices only")
+        count = max(0, stop - start)
+        data = os.pread(self._file(), count * self.dtype.itemsize, self.header_bytes + start * self.dtype.itemsize)
+        return np.frombuffer(data, dtype=self.dtype, count=count)
+
+    def _file(self) -> int:
+        if self._pid != os.getpid():  # opened per process: a forked child must not share the parent's descriptor
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        assert self._fd is not None
+        return self._fd
+
+    def __del__(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+
+
+Flat = Union[np.ndarray, FileArray]
+
+
 @dataclass
 class TokenArray:
     """Sequences stored flat: `ids` holds them end to end, sequence i is ids[offsets[i]:offsets[i + 1]]."""
 
-    ids: np.ndarray  # (tokens,) uint16 or uint32
-    offsets: np.ndarray  # (n + 1,) int64
-    lengths: np.ndarray  # (n,) the differences of offsets, kept so that batching never reads the offsets
+    ids: Flat  # (tokens,) uint16 or uint32, in memory or in a file
+    offsets: Flat  # (n + 1,) int64
+    lengths: np.ndarray  # (n,) in memory: batching reads the lengths of every pair, collation a batch's offsets
 
     @classmethod
     def from_lists(cls, seqs: Sequence[Sequence[int]], dtype: np.dtype = np.dtype(np.uint32)) -> "TokenArray":
@@ -81,7 +135,8 @@ class TokenArray:
         return len(self.lengths)
 
     def __getitem__(self, row: int) -> np.ndarray:
-        return self.ids[self.offsets[row]:self.offsets[row + 1]]
+        start, end = self.offsets[row:row + 2]
+        return self.ids[int(start):int(end)]
 
 
 @dataclass

@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = commands.add_parser("prepare", help="prepare a config's training data ahead of time (train does it on "
-                            "first use): cleaned, deduplicated, tokenized into memory-mapped arrays, reused after")
+                            "first use): cleaned, deduplicated, tokenized into arrays on disk, reused after")
     p.add_argument("config", help="YAML config, e.g. configs/multi30k_de_en.yaml")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
     p.set_defaults(func=cmd_prepare)

@@ -48,7 +48,7 @@ class DataConfig(Section):
     max_length: int = Field(default=80, gt=0, lt=65535, description="longest sentence kept, in subword pieces")
     max_length_ratio: float = Field(default=3.0, ge=1.0, description="longest/shortest side ratio kept")
     prepared_dir: str = Field(default="prepared", description="where training data is kept once prepared (cleaned, "
-                              "deduplicated, tokenized, memory-mapped); safe to delete, it is prepared again")
+                              "deduplicated, tokenized, kept on disk); safe to delete, it is prepared again")
     workers: Optional[int] = Field(default=None, gt=0, description="processes encoding the corpus; default: all cores")
 
     @property

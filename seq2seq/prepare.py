@@ -1,5 +1,5 @@
-"""Prepared training data: the training corpora cleaned, deduplicated and tokenized once, into memory-mapped
-arrays that every later start and resume opens in seconds, whatever the corpus size.
+"""Prepared training data: the training corpora cleaned, deduplicated and tokenized once, into flat arrays
+on disk that every later start and resume opens in seconds, whatever the corpus size.
 
 A prepared folder is named by a key over what its content depends on (the corpus files' size, modification
 time and sampled content; the settings that change what is read or how it is tokenized; the format version),
@@ -27,7 +27,7 @@ from typing import Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
-from seq2seq.batching import PairArrays, Part, TokenArray, TrainingPairs, id_dtype
+from seq2seq.batching import FileArray, PairArrays, Part, TokenArray, TrainingPairs, id_dtype
 from seq2seq.config import Config, CorpusConfig
 from seq2seq.corpus import cleaned, corpus_files, fingerprint, iter_pairs, read_parallel
 from seq2seq.encoding import ChunkEncoder, EncodedChunk, encode_in_worker, start_worker
@@ -284,7 +284,8 @@ def _encoded_chunks(chunks: Iterator[list[tuple[str, str]]], tokenizers: tuple[T
 
 # --- opening -------------------------------------------------------------------------------------------
 def open_prepared(folder: Path, config: Config) -> tuple[PairArrays, list[Part], tuple[Tokenizer, Tokenizer]]:
-    """The folder's arrays memory-mapped, its corpora as parts (rows kept by the length filter), its tokenizers."""
+    """The folder's arrays (read from disk by slices), its corpora as parts (rows kept by the length filter),
+    its tokenizers."""
     meta = json.loads((folder / "meta.json").read_text())
     dtype = np.dtype(meta["dtype"])
     pairs = PairArrays(_token_array(folder, "src", dtype), _token_array(folder, "tgt", dtype))
@@ -300,10 +301,8 @@ def open_prepared(folder: Path, config: Config) -> tuple[PairArrays, list[Part],
 
 
 def _token_array(folder: Path, side: str, dtype: np.dtype) -> TokenArray:
-    path = folder / f"{side}.ids"
-    ids = np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype=dtype)
-    offsets = np.load(folder / f"{side}.offsets.npy", mmap_mode="r")
-    return TokenArray(ids, offsets, np.load(folder / f"{side}.lengths.npy"))
+    ids = FileArray(folder / f"{side}.ids", dtype)
+    return TokenArray(ids, FileArray.from_npy(folder / f"{side}.offsets.npy"), np.load(folder / f"{side}.lengths.npy"))
 
 
 def _rows_kept(rows: np.ndarray, pairs: PairArrays, config: Config, chunk: int = 1 << 20) -> np.ndarray:
