@@ -160,7 +160,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         if hyp_out:
             hyp_out.close()
     if args.json:
-        print(json.dumps({**report, "checkpoint": args.checkpoint}))
+        checkpoint = args.checkpoint[0] if len(args.checkpoint) == 1 else args.checkpoint
+        print(json.dumps({**report, "checkpoint": checkpoint}))
         return
     for name in metrics:
         print(f"{report[name]['text']}\n  signature: {report[name]['signature']}")
@@ -172,7 +173,9 @@ def cmd_score(args: argparse.Namespace) -> None:
     from seq2seq.scoring import DEFAULT_SCORE_BATCH_TOKENS, score_pairs
     from seq2seq.translate import Translator
 
-    translator = Translator(args.checkpoint, device=args.device, precision=_reduced_precision(args))
+    if len(args.checkpoint) > 1:
+        raise UserError("score takes one --checkpoint: it scores one model's probabilities")
+    translator = Translator(args.checkpoint[0], device=args.device, precision=_reduced_precision(args))
     sources, targets = read_lines(_existing(args.src)), read_lines(_existing(args.tgt))
     if len(sources) != len(targets):
         raise UserError(f"--src has {len(sources)} lines but --tgt has {len(targets)}")
@@ -337,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", action="append", required=True, help="a checkpoint file; given more than once "
+                   "(translate, evaluate), the models decode as an ensemble: they must share their tokenizers")
     p.add_argument("--device", choices=choices(Device), default="auto")
     p.add_argument("--batch-size", type=int, help="source tokens × beam size per batch (default 20000: 4000 source "
                    "tokens at beam 5); for score, tokens of the longer side (default 4000)")

@@ -7,14 +7,30 @@ that has ended leaves the batch, so a long sentence does not make the short ones
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional, Protocol
 
 import torch
 
 from seq2seq.config import DecodeConfig
-from seq2seq.model import Seq2Seq
 from seq2seq.model.decoder import OutputLayer
 from seq2seq.tokenizer import BOS, EOS, UNK
+
+
+class StepDecoder(Protocol):
+    def step(self, tokens: torch.Tensor, state: Any,
+             output_layer: Optional[OutputLayer] = None) -> tuple[torch.Tensor, torch.Tensor, Any]: ...
+
+    def output_layer_for_decoding(self, dtype: Optional[torch.dtype] = None) -> OutputLayer: ...
+
+
+class Decodable(Protocol):
+    """What search needs of a model: a Seq2Seq, or an Ensemble of them. The state `encode` returns (a
+    DecoderState, or one per member) has `with_beams`, `select` and `reorder`, and `decoder.step` advances it."""
+
+    @property
+    def decoder(self) -> StepDecoder: ...
+
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> Any: ...
 
 
 @dataclass
@@ -97,7 +113,7 @@ def top_k(scores: torch.Tensor, k: int, block: int = 128) -> tuple[torch.Tensor,
 
 
 @torch.inference_mode()
-def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
+def greedy_search(model: Decodable, src: torch.Tensor, src_lengths: torch.Tensor,
                   options: Optional[DecodeConfig] = None,
                   output_layer: Optional[OutputLayer] = None) -> list[list[Hypothesis]]:
     """Pick the most probable token at each step for the whole batch at once. src: (B, S).
@@ -144,7 +160,7 @@ def _lengths_with_eos(tokens: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
+def beam_search(model: Decodable, src: torch.Tensor, src_lengths: torch.Tensor,
                 options: Optional[DecodeConfig] = None,
                 output_layer: Optional[OutputLayer] = None) -> list[list[Hypothesis]]:
     """Batched beam search: all B sentences × K beams advance as one (B·K) batch per step.
@@ -309,7 +325,7 @@ def _collect(tokens: torch.Tensor, scores: torch.Tensor, attention: torch.Tensor
     return hyps
 
 
-def search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, options: DecodeConfig,
+def search(model: Decodable, src: torch.Tensor, src_lengths: torch.Tensor, options: DecodeConfig,
            output_layer: Optional[OutputLayer] = None) -> list[list[Hypothesis]]:
     """Greedy for beam size 1, beam search otherwise; n-best lists per sentence, best first.
 

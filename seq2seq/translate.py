@@ -11,6 +11,7 @@ from seq2seq.allocator import keep_large_blocks
 from seq2seq.batching import collate
 from seq2seq.checkpoint import LoadedModel, load_model
 from seq2seq.config import DecodeConfig, ReducedPrecision, decoding_options
+from seq2seq.ensemble import Ensemble, check_members
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.model.decoder import OutputLayer
@@ -76,7 +77,7 @@ def encode_sources(src_tok: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
 
 
 @torch.inference_mode()
-def translate_texts(model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, texts: Sequence[str], *,
+def translate_texts(model: Seq2Seq | Ensemble, src_tok: Tokenizer, tgt_tok: Tokenizer, texts: Sequence[str], *,
                     device: torch.device, options: Optional[DecodeConfig] = None,
                     batch_tokens: int = DEFAULT_BATCH_TOKENS,
                     with_attention: bool = False, output_layer: Optional[OutputLayer] = None) -> list[Translation]:
@@ -105,19 +106,26 @@ def translate_texts(model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, text
 
 
 class Translator:
-    """A checkpoint loaded once for translation, on the chosen device, without gradient tracking."""
+    """A checkpoint, or an ensemble of checkpoints that share their tokenizers, loaded once for translation, on
+    the chosen device, without gradient tracking."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto", batch_tokens: Optional[int] = None,
-                 precision: Optional[ReducedPrecision] = None):
+    def __init__(self, checkpoint: str | Path | Sequence[str | Path], device: str = "auto",
+                 batch_tokens: Optional[int] = None, precision: Optional[ReducedPrecision] = None):
         self.device = resolve_device(device)
         check_precision(precision, self.device)  # before the load: a bad flag is refused at once
         keep_large_blocks()
-        self.loaded: LoadedModel = load_model(checkpoint, self.device)
-        self.loaded.model = model_for_decoding(self.loaded.model, precision, self.device)
+        paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+        members = [load_model(path, self.device) for path in paths]
+        check_members(paths, members)
+        for member in members:
+            member.model = model_for_decoding(member.model, precision, self.device)
+        self.loaded: LoadedModel = members[0]  # its config, tokenizers and decoding defaults speak for all
+        self.model: Seq2Seq | Ensemble = members[0].model if len(members) == 1 else Ensemble([m.model for m in members])
+        self.max_source_pieces = min(member.max_source_pieces for member in members)
         self.dtype = decoding_dtype(precision)  # None: as the weights are (fp32 or int8)
         self.batch_tokens = batch_tokens or DEFAULT_BATCH_TOKENS  # source tokens × beam size
         # built once: a translator's weights never change, and the service decodes many small batches
-        self.output_layer = self.loaded.model.decoder.output_layer_for_decoding(self.dtype)
+        self.output_layer = self.model.decoder.output_layer_for_decoding(self.dtype)
 
     @property
     def src_lang(self) -> str:
@@ -127,10 +135,6 @@ class Translator:
     def tgt_lang(self) -> str:
         return self.loaded.tgt_lang
 
-    @property
-    def max_source_pieces(self) -> int:
-        return self.loaded.max_source_pieces
-
     def options(self, **overrides) -> DecodeConfig:
         """The checkpoint's decoding defaults with `overrides` (None values ignored), validated."""
         return decoding_options(self.loaded.config.decode, **overrides)
@@ -138,7 +142,7 @@ class Translator:
     def translate(self, texts: Sequence[str], options: Optional[DecodeConfig] = None,
                   with_attention: bool = False) -> list[Translation]:
         with autocast(self.device, self.dtype):
-            return translate_texts(self.loaded.model, self.loaded.src_tokenizer, self.loaded.tgt_tokenizer, texts,
+            return translate_texts(self.model, self.loaded.src_tokenizer, self.loaded.tgt_tokenizer, texts,
                                    device=self.device, options=options or self.options(),
                                    batch_tokens=self.batch_tokens, with_attention=with_attention,
                                    output_layer=self.output_layer)

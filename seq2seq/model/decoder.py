@@ -177,9 +177,14 @@ class Decoder(nn.Module):
         `output_layer` maps the attentional output (B, O) to logits: the generator unless given
         (search passes `output_layer_for_decoding()`, built once per translator or batch).
         """
-        first_gates = self._first_cell().input_proj(self.dropout(self.embedding(tokens)))
-        output, weights, state = self._step(first_gates, state)
+        output, weights, state = self.attentional_step(tokens, state)
         return (self.generator if output_layer is None else output_layer)(output).float(), weights, state
+
+    def attentional_step(self, tokens: torch.Tensor,
+                         state: DecoderState) -> tuple[torch.Tensor, torch.Tensor, DecoderState]:
+        """One decoding step up to the attentional output: tokens (B,) → output (B, O), attention (B, S), state."""
+        first_gates = self._first_cell().input_proj(self.dropout(self.embedding(tokens)))
+        return self._step(first_gates, state)
 
     def output_layer_for_decoding(self, dtype: Optional[torch.dtype] = None) -> OutputLayer:
         """The generator as one product without a bias on a CPU: the bias becomes a weight row fed by a constant 1.
