@@ -56,7 +56,7 @@ class ServiceState:
 
     def start_decoding(self, registry: ModelRegistry) -> None:
         """Start the decoder process with the registry's models and the batcher that feeds it."""
-        decoder = DecoderProcess({m.name: m.checkpoint for m in registry.models}, device=self.settings.device,
+        decoder = DecoderProcess({m.name: m.checkpoints for m in registry.models}, device=self.settings.device,
                                  batch_tokens=self.settings.batch_max_tokens, threads=self.settings.threads,
                                  precision=self.settings.reduced_precision)
         decoder.start()

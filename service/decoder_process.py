@@ -24,9 +24,9 @@ class DecoderFailed(RuntimeError):
 class DecoderProcess:
     """Translates batches in a child process holding one Translator per served model."""
 
-    def __init__(self, checkpoints: dict[str, str], *, device: Device, batch_tokens: int, threads: Optional[int],
+    def __init__(self, checkpoints: dict[str, list[str]], *, device: Device, batch_tokens: int, threads: Optional[int],
                  precision: Optional[ReducedPrecision]):
-        self.checkpoints = checkpoints  # model name → checkpoint path
+        self.checkpoints = checkpoints  # model name → its checkpoint, or an ensemble's
         self.device, self.batch_tokens, self.threads, self.precision = device, batch_tokens, threads, precision
         self.process: Optional[multiprocessing.process.BaseProcess] = None
         self.connection: Optional[Connection] = None
@@ -86,7 +86,7 @@ class DecoderProcess:
         return value
 
 
-def _serve(connection: Connection, checkpoints: dict[str, str], device: str, batch_tokens: int,
+def _serve(connection: Connection, checkpoints: dict[str, list[str]], device: str, batch_tokens: int,
            threads: Optional[int], precision: Optional[ReducedPrecision]) -> None:
     """The child's loop: load the models, then answer one batch at a time until told to stop."""
     import torch
@@ -96,8 +96,8 @@ def _serve(connection: Connection, checkpoints: dict[str, str], device: str, bat
     if threads:
         torch.set_num_threads(threads)
     try:
-        translators = {name: Translator(path, device=device, batch_tokens=batch_tokens, precision=precision)
-                       for name, path in checkpoints.items()}
+        translators = {name: Translator(paths, device=device, batch_tokens=batch_tokens, precision=precision)
+                       for name, paths in checkpoints.items()}
     except Exception as err:  # noqa: BLE001 - reported to the parent, which says why it cannot start
         connection.send((False, f"decoder could not load the models: {err}"))
         return

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 
 from seq2seq.checkpoint import ModelCard, read_card
 from seq2seq.config import DecodeConfig, decoding_options
+from seq2seq.ensemble import check_members
 from seq2seq.errors import UserError
 from seq2seq.precision import check_precision
 from seq2seq.tokenizer import Tokenizer
@@ -26,14 +27,31 @@ LANGUAGE_ALIASES = {"zh-hans": "zh", "zh-cn": "zh", "zh-sg": "zh", "zh-hant": "z
                     "pb": "pt-br", "iw": "he", "nb": "no", "nn": "no"}
 
 
+ENSEMBLE_JOIN = "+"  # `--model de-en=a.pt+b.pt`: the checkpoints decode as one ensemble
+
+
 @dataclass
 class ServedModel:
-    checkpoint: str
-    card: ModelCard
+    """A language pair's model as the HTTP process sees it: one checkpoint, or an ensemble's members."""
+
+    checkpoints: list[str]
+    cards: list[ModelCard]  # one per checkpoint; the first's config speaks for all
 
     @classmethod
-    def read(cls, checkpoint: str | Path) -> "ServedModel":
-        return cls(str(checkpoint), read_card(checkpoint))
+    def read(cls, spec: str | Path) -> "ServedModel":
+        """A checkpoint path, or several joined by '+' for an ensemble (same languages and tokenizers)."""
+        paths = [path.strip() for path in str(spec).split(ENSEMBLE_JOIN)]
+        cards = [read_card(path) for path in paths]
+        check_members(paths, cards)
+        return cls(paths, cards)
+
+    @property
+    def card(self) -> ModelCard:
+        return self.cards[0]
+
+    @property
+    def checkpoint(self) -> str:
+        return ENSEMBLE_JOIN.join(self.checkpoints)
 
     @property
     def source(self) -> str:
@@ -53,7 +71,7 @@ class ServedModel:
 
     @property
     def max_source_pieces(self) -> int:
-        return self.card.max_source_pieces
+        return min(card.max_source_pieces for card in self.cards)
 
     @property
     def default_options(self) -> DecodeConfig:

@@ -17,7 +17,8 @@ class ServiceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: dict[str, str] = Field(default_factory=dict,
-                                   description="'src-tgt' → checkpoint path; env: 'de-en=/m/a.pt,en-fr=/m/b.pt'")
+                                   description="'src-tgt' → checkpoint path (paths joined by '+': an "
+                                   "ensemble); env: 'de-en=/m/a.pt,en-fr=/m/b.pt'")
     checkpoints: list[str] = Field(default_factory=list, description="checkpoints served under their own "
                                    "language pair; env: '/m/a.pt,/m/b.pt'")
     models_dir: Optional[str] = Field(default=None, description="serve every *.pt in this folder (env for containers)")

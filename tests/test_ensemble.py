@@ -103,3 +103,22 @@ def test_the_cli_translates_and_evaluates_with_an_ensemble_and_refuses_a_mismatc
     refused = run_cli("translate", "--checkpoint", members[0], "--checkpoint", foreign, stdin="Hallo.\n")
     assert refused.returncode == 2
     assert "another source tokenizer" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_the_service_serves_an_ensemble_and_answers_as_the_library_does(members, foreign):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.models import ModelRegistry
+    from service.settings import ServiceSettings
+
+    registry = ModelRegistry.load({"de-en": "+".join(members)}, device="cpu")
+    with TestClient(create_app(ServiceSettings(), registry)) as client:
+        response = client.post("/v1/translate", json={"text": SENTENCES, "source": "de", "target": "en",
+                                                      "beam_size": 3})
+    assert response.status_code == 200, response.text
+    ensemble = Translator(members, device="cpu")
+    expected = ensemble.translate(SENTENCES, ensemble.options(beam_size=3))
+    assert [t["text"] for t in response.json()["translations"]] == [t.text for t in expected]
+    with pytest.raises(UserError, match="another source tokenizer"):
+        ModelRegistry.load({"de-en": f"{members[0]}+{foreign}"}, device="cpu")
