@@ -1,4 +1,4 @@
-"""Command line: `seq2seq train | prepare | translate | evaluate | score | average | serve | data`.
+"""Command line: `seq2seq train | prepare | translate | evaluate | score | average | distill | serve | data`.
 
 Bad input exits with status 2 and one line on stderr.
 """
@@ -203,6 +203,23 @@ def cmd_average(args: argparse.Namespace) -> None:
     print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) into {args.output}")
 
 
+def cmd_distill(args: argparse.Namespace) -> None:
+    from seq2seq.config import load_config
+    from seq2seq.distill import distill
+    from seq2seq.translate import Translator
+
+    if args.chunk_lines < 1:
+        raise UserError("--chunk-lines must be at least 1")
+    config = load_config(args.config, args.set)
+    translator = Translator(args.checkpoint, device=args.device, batch_tokens=args.batch_size,
+                            precision=_reduced_precision(args))
+    state = distill(config, translator, args.output, _decode_options(translator, args), teachers=args.checkpoint,
+                    chunk_lines=args.chunk_lines)
+    d = config.data
+    print(f"distilled {state['lines']:,} lines into {args.output}.{d.src_lang} / {args.output}.{d.tgt_lang}; "
+          f"train the student with: seq2seq train {args.config} --set data.train={args.output}")
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -311,6 +328,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=int, help="use only the last N")
     p.add_argument("--output", required=True, help="the averaged checkpoint to write")
     p.set_defaults(func=cmd_average)
+
+    p = commands.add_parser("distill", help="translate a config's training source with a teacher (a checkpoint or "
+                            "an ensemble, beam search) into a new corpus for a student (resumable)")
+    p.add_argument("config", help="the YAML config whose training data is distilled (and the student's, later)")
+    p.add_argument("--output", required=True, metavar="PREFIX",
+                   help="writes PREFIX.SRC, PREFIX.TGT and PREFIX.progress.json; rerun to resume")
+    p.add_argument("--chunk-lines", type=int, default=2000, help="lines translated and committed to the disk "
+                   "together: a kill loses at most one chunk (default 2000)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
+    _add_model_arguments(p)
+    _add_decoding_arguments(p)
+    p.set_defaults(func=cmd_distill)
 
     p = commands.add_parser("serve", help="serve checkpoints over HTTP (settings also from SEQ2SEQ_* variables)")
     p.add_argument("--checkpoint", action="append", default=[], help="a checkpoint to serve (repeatable)")

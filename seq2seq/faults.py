@@ -6,7 +6,8 @@ kill training at an exact place instead of racing a timer:
 - ``train-step``: inside a training step, after the backward pass and before the optimizer update;
 - ``validation``: inside a validation, after the loss and before the translations;
 - ``checkpoint-write``: half-way through writing a checkpoint's temporary file;
-- ``prepare-encode``: while preparing training data, after a chunk of encoded pairs is written.
+- ``prepare-encode``: while preparing training data, after a chunk of encoded pairs is written;
+- ``distill-chunk``: while distilling, after a chunk of translations is committed.
 
 SIGKILL cannot be caught, so nothing is flushed or cleaned up: the same as a real crash or an OOM kill.
 Unset (always, outside those tests) a fault point costs one environment lookup.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = ("train-step", "validation", "checkpoint-write", "prepare-encode")
+POINTS = ("train-step", "validation", "checkpoint-write", "prepare-encode", "distill-chunk")
 ENV = "SEQ2SEQ_KILL_AT"
 _reached: dict[str, int] = {}
 

@@ -179,7 +179,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _pairs_of(corpus: CorpusConfig, config: Config) -> Iterator[tuple[str, str]]:
+def corpus_pairs(corpus: CorpusConfig, config: Config) -> Iterator[tuple[str, str]]:
     """A corpus's cleaned pairs, the first `max_pairs` of them when set."""
     pairs = cleaned(iter_pairs(corpus.path, config.data.src_lang, config.data.tgt_lang))
     return islice(pairs, config.data.max_pairs)
@@ -198,7 +198,7 @@ def _sample(config: Config, progress: bool) -> tuple[list[str], list[str]]:
     seen = 0
     with _bar("sampling for SentencePiece", progress) as bar:
         for corpus in config.data.train_corpora:
-            for pair in _pairs_of(corpus, config):
+            for pair in corpus_pairs(corpus, config):
                 if seen < size:
                     sample.append(pair)
                 else:
@@ -221,7 +221,7 @@ def _encode_corpora(config: Config, tokenizers: tuple[Tokenizer, Tokenizer], fol
     with open(folder / "src.ids", "wb") as src_out, open(folder / "tgt.ids", "wb") as tgt_out, \
             _bar("encoding", progress) as bar:
         for corpus in config.data.train_corpora:
-            chunks = _chunks(_pairs_of(corpus, config))
+            chunks = _chunks(corpus_pairs(corpus, config))
             for chunk in _encoded_chunks(chunks, tokenizers, dtype, _workers(config, corpus)):
                 src_out.write(chunk.src_ids.tobytes())
                 tgt_out.write(chunk.tgt_ids.tobytes())
