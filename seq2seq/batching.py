@@ -214,15 +214,20 @@ class Part:
 class TrainingPairs:
     """Seed-driven epochs of token batches over one or several corpora (resumable mid-epoch).
 
+    With `sampled` segmentations of the same pairs (subword regularisation, prepared once), epoch e reads
+    segmentation e mod (1 + len(sampled)), the usual one first; validation always reads the usual one.
+
     An epoch holds as many pairs as all corpora together. Without weights that is every pair once;
     with weights corpus i gives weight_i / sum(weights) of them, drawn without repetition up to its size,
     then repeated (each repetition a new permutation), so a small in-domain corpus can be oversampled."""
 
-    def __init__(self, pairs: PairArrays, parts: Sequence[Part], *, batch_tokens: int, seed: int):
+    def __init__(self, pairs: PairArrays, parts: Sequence[Part], *, batch_tokens: int, seed: int,
+                 sampled: Sequence[PairArrays] = ()):
         weighted = [p.weight is not None for p in parts]
         if any(weighted) and not all(weighted):
             raise ValueError("give a weight to every training corpus, or to none")
         self.pairs, self.parts = pairs, list(parts)
+        self.segmentations = [pairs, *sampled]  # epoch e trains on segmentation e mod their number
         self.batch_tokens, self.seed = batch_tokens, seed
         self._cached: tuple[int, list[np.ndarray]] = (-1, [])
 
@@ -255,13 +260,17 @@ class TrainingPairs:
         whole = [rows[rng.permutation(len(rows))] for _ in range(repeats)]
         return np.concatenate(whole + [rows[rng.permutation(len(rows))[:rest]]])
 
+    def epoch_pairs(self, epoch: int) -> PairArrays:
+        """The segmentation an epoch trains on."""
+        return self.segmentations[epoch % len(self.segmentations)]
+
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """The batch order of one epoch (rows of `pairs` per batch): a pure function of (seed, epoch)."""
         if self._cached[0] != epoch:
             rng = self._rng(epoch)
             rows = self.epoch_rows(epoch, rng)
-            positions = token_batches(self.pairs.src.lengths[rows], self.pairs.tgt.lengths[rows],
-                                      self.batch_tokens, rng)
+            pairs = self.epoch_pairs(epoch)
+            positions = token_batches(pairs.src.lengths[rows], pairs.tgt.lengths[rows], self.batch_tokens, rng)
             self._cached = (epoch, [rows[p] for p in positions])
         return self._cached[1]
 
@@ -273,10 +282,10 @@ class TrainingPairs:
         world_size-th of them, starting at the r-th. Every rank computes the same order, so the ranks stay
         in lockstep, and a shorter tail is dropped so they all take the same number of steps.
         """
-        order = self.epoch_batches(epoch)
+        order, pairs = self.epoch_batches(epoch), self.epoch_pairs(epoch)
         group = accumulate * world_size
         for first in range(start, len(order) - group + 1, group):
-            yield first + group, [self.pairs.batch(rows) for rows in order[first + rank: first + group: world_size]]
+            yield first + group, [pairs.batch(rows) for rows in order[first + rank: first + group: world_size]]
 
     def ordered_batches(self) -> Iterator[Batch]:
         """Every pair once, unshuffled: for validation loss."""

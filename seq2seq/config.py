@@ -77,6 +77,15 @@ class TokenizerConfig(Section):
     character_coverage: float = Field(default=1.0, gt=0.9, le=1.0)
     sample_pairs: int = Field(default=1_000_000, gt=0, description="SentencePiece is trained on at most this many "
                               "training pairs, a sample drawn with the run's seed")
+    # Subword regularisation (Kudo 2018; with a BPE model, BPE-dropout as in Provilkov et al. 2020): the
+    # training data is also prepared in `sampling_copies - 1` sampled segmentations, and epoch e trains on copy
+    # e mod sampling_copies (copy 0 the usual one). Never at test time: translation always encodes the one way.
+    sampling_copies: int = Field(default=1, ge=1, le=16, description="segmentations of the training data prepared: "
+                                 "1 is off; N > 1 adds N - 1 sampled ones, taken in turn by epoch")
+    sampling_alpha: float = Field(default=0.1, gt=0, le=1, description="unigram: the smoothing of the sampling "
+                                  "distribution (lower: more varied); bpe: the dropout probability of a merge")
+    sampling_nbest: int = Field(default=-1, ge=-1, description="unigram: sample among the n best segmentations "
+                                "(-1: all of them)")
 
 
 class ModelConfig(Section):

@@ -23,13 +23,23 @@ class EncodedChunk:
     hashes: np.ndarray  # (n,) uint64
 
 
-class ChunkEncoder:
-    """Both sides' SentencePiece models, rebuilt from their bytes (in each worker)."""
+@dataclass(frozen=True)
+class Sampling:
+    """SentencePiece's sampled segmentation (subword regularisation, or BPE-dropout for a BPE model)."""
 
-    def __init__(self, src_proto: bytes, tgt_proto: bytes, dtype: np.dtype):
+    alpha: float
+    nbest_size: int
+
+
+class ChunkEncoder:
+    """Both sides' SentencePiece models, rebuilt from their bytes (in each worker); with `sampling`, each text
+    gets a segmentation drawn at random instead of the most probable one."""
+
+    def __init__(self, src_proto: bytes, tgt_proto: bytes, dtype: np.dtype, sampling: Optional[Sampling] = None):
         self.src = spm.SentencePieceProcessor(model_proto=src_proto)
         self.tgt = self.src if tgt_proto == src_proto else spm.SentencePieceProcessor(model_proto=tgt_proto)
         self.dtype = dtype
+        self.sampling = sampling
 
     def __call__(self, pairs: Sequence[tuple[str, str]]) -> EncodedChunk:
         src_ids, src_lengths = self._side(self.src, [clean_text(s) for s, _ in pairs])
@@ -38,7 +48,11 @@ class ChunkEncoder:
         return EncodedChunk(src_ids, src_lengths, tgt_ids, tgt_lengths, hashes)
 
     def _side(self, processor: spm.SentencePieceProcessor, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        encoded = processor.encode(texts)
+        if self.sampling is None:
+            encoded = processor.encode(texts)
+        else:
+            encoded = processor.encode(texts, enable_sampling=True, alpha=self.sampling.alpha,
+                                       nbest_size=self.sampling.nbest_size)
         lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int32, count=len(encoded))
         flat = np.fromiter((i for ids in encoded for i in ids), dtype=self.dtype, count=int(lengths.sum()))
         return flat, lengths
@@ -53,10 +67,10 @@ def _pair_hash(src: str, tgt: str) -> int:
 _worker_encoder: Optional[ChunkEncoder] = None
 
 
-def start_worker(src_proto: bytes, tgt_proto: bytes, dtype: np.dtype) -> None:
+def start_worker(src_proto: bytes, tgt_proto: bytes, dtype: np.dtype, sampling: Optional[Sampling] = None) -> None:
     """A pool worker's initializer: the models are sent once per worker, not with every chunk."""
     global _worker_encoder
-    _worker_encoder = ChunkEncoder(src_proto, tgt_proto, dtype)
+    _worker_encoder = ChunkEncoder(src_proto, tgt_proto, dtype, sampling)
 
 
 def encode_in_worker(pairs: Sequence[tuple[str, str]]) -> EncodedChunk:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from seq2seq.batching import FileArray, PairArrays, Part, TokenArray, TrainingPairs, id_dtype
 from seq2seq.config import Config, CorpusConfig
 from seq2seq.corpus import cleaned, corpus_files, fingerprint, iter_pairs, read_parallel
-from seq2seq.encoding import ChunkEncoder, EncodedChunk, encode_in_worker, start_worker
+from seq2seq.encoding import ChunkEncoder, EncodedChunk, Sampling, encode_in_worker, start_worker
 from seq2seq.errors import UserError
 from seq2seq.faults import fault_point
 from seq2seq.tokenizer import Tokenizer, train_tokenizers
@@ -65,8 +65,9 @@ def prepare_data(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer
     """The training data, prepared now if it is not yet (training SentencePiece unless `tokenizers` are
     given, as on resume), and the validation sets."""
     folder = ensure_prepared(config, tokenizers, progress=progress)
-    pairs, parts, (src_tok, tgt_tok) = open_prepared(folder, config)
-    train = TrainingPairs(pairs, parts, batch_tokens=config.train.batch_tokens, seed=config.seed)
+    copies, parts, (src_tok, tgt_tok) = open_prepared(folder, config)
+    train = TrainingPairs(copies[0], parts, batch_tokens=config.train.batch_tokens, seed=config.seed,
+                          sampled=copies[1:])
     if len(train) == 0:
         raise UserError(f"no training pairs left in {config.data.train} after cleaning and length filtering")
     valid = [validation_set(spec, config, src_tok, tgt_tok) for spec in config.data.valid_sets]
@@ -213,16 +214,46 @@ def _sample(config: Config, progress: bool) -> tuple[list[str], list[str]]:
 
 
 def _encode_corpora(config: Config, tokenizers: tuple[Tokenizer, Tokenizer], folder: Path, progress: bool) -> dict:
-    """Every corpus encoded into the folder's flat arrays; duplicates within a corpus marked; the meta."""
+    """Every corpus encoded into the folder's flat arrays (and its sampled copies, for subword regularisation);
+    duplicates within a corpus marked; the meta."""
     dtype = id_dtype(max(t.vocab_size for t in tokenizers))
+    hashes, bounds = _encode_copy(config, tokenizers, folder, 0, dtype, progress)
+    for copy in range(1, config.tokenizer.sampling_copies):
+        _encode_copy(config, tokenizers, folder, copy, dtype, progress)
+    all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
+    unique = np.concatenate([start + np.unique(all_hashes[start:end], return_index=True)[1]
+                             for start, end in zip(bounds, bounds[1:])] or [np.zeros(0, dtype=np.int64)])
+    unique.sort()
+    np.save(folder / "unique_rows.npy", unique.astype(np.uint32 if len(all_hashes) < 2**32 else np.int64))
+    corpora = [{"path": c.path, "pairs": end - start,
+                "duplicates": int(end - start - np.count_nonzero((unique >= start) & (unique < end)))}
+               for c, start, end in zip(config.data.train_corpora, bounds, bounds[1:])]
+    for entry in corpora:
+        log.info("%s: %d pairs, %d exact duplicates removed", entry["path"], entry["pairs"], entry["duplicates"])
+    return {"format": FORMAT_VERSION, "dtype": dtype.name, "bounds": bounds, "corpora": corpora,
+            "copies": config.tokenizer.sampling_copies}
+
+
+def _copy_name(side: str, copy: int) -> str:
+    """The arrays' file stem: 'src' for the usual segmentation, 'src.2' for the second sampled one."""
+    return side if copy == 0 else f"{side}.{copy}"
+
+
+def _encode_copy(config: Config, tokenizers: tuple[Tokenizer, Tokenizer], folder: Path, copy: int,
+                 dtype: np.dtype, progress: bool) -> tuple[list[np.ndarray], list[int]]:
+    """One segmentation of every corpus (copy 0: the most probable, others sampled) into flat arrays; returns
+    the pairs' hashes and where each corpus starts."""
+    t = config.tokenizer
+    sampling = Sampling(t.sampling_alpha, t.sampling_nbest) if copy else None
     lengths: dict[str, list[np.ndarray]] = {"src": [], "tgt": []}
     hashes: list[np.ndarray] = []
     bounds = [0]
-    with open(folder / "src.ids", "wb") as src_out, open(folder / "tgt.ids", "wb") as tgt_out, \
-            _bar("encoding", progress) as bar:
+    with open(folder / f"{_copy_name('src', copy)}.ids", "wb") as src_out, \
+            open(folder / f"{_copy_name('tgt', copy)}.ids", "wb") as tgt_out, \
+            _bar("encoding" if copy == 0 else f"sampling segmentation {copy}", progress) as bar:
         for corpus in config.data.train_corpora:
             chunks = _chunks(corpus_pairs(corpus, config))
-            for chunk in _encoded_chunks(chunks, tokenizers, dtype, _workers(config, corpus)):
+            for chunk in _encoded_chunks(chunks, tokenizers, dtype, _workers(config, corpus), sampling):
                 src_out.write(chunk.src_ids.tobytes())
                 tgt_out.write(chunk.tgt_ids.tobytes())
                 lengths["src"].append(chunk.src_lengths)
@@ -235,19 +266,10 @@ def _encode_corpora(config: Config, tokenizers: tuple[Tokenizer, Tokenizer], fol
         side_lengths = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
         offsets = np.zeros(len(side_lengths) + 1, dtype=np.int64)
         np.cumsum(side_lengths, out=offsets[1:])
-        np.save(folder / f"{side}.offsets.npy", offsets)
-        np.save(folder / f"{side}.lengths.npy", np.minimum(side_lengths, np.iinfo(np.uint16).max).astype(np.uint16))
-    all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
-    unique = np.concatenate([start + np.unique(all_hashes[start:end], return_index=True)[1]
-                             for start, end in zip(bounds, bounds[1:])] or [np.zeros(0, dtype=np.int64)])
-    unique.sort()
-    np.save(folder / "unique_rows.npy", unique.astype(np.uint32 if len(all_hashes) < 2**32 else np.int64))
-    corpora = [{"path": c.path, "pairs": end - start,
-                "duplicates": int(end - start - np.count_nonzero((unique >= start) & (unique < end)))}
-               for c, start, end in zip(config.data.train_corpora, bounds, bounds[1:])]
-    for entry in corpora:
-        log.info("%s: %d pairs, %d exact duplicates removed", entry["path"], entry["pairs"], entry["duplicates"])
-    return {"format": FORMAT_VERSION, "dtype": dtype.name, "bounds": bounds, "corpora": corpora}
+        name = _copy_name(side, copy)
+        np.save(folder / f"{name}.offsets.npy", offsets)
+        np.save(folder / f"{name}.lengths.npy", np.minimum(side_lengths, np.iinfo(np.uint16).max).astype(np.uint16))
+    return hashes, bounds
 
 
 def _workers(config: Config, corpus: CorpusConfig) -> int:
@@ -263,16 +285,16 @@ def _chunks(pairs: Iterator[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]
 
 
 def _encoded_chunks(chunks: Iterator[list[tuple[str, str]]], tokenizers: tuple[Tokenizer, Tokenizer],
-                    dtype: np.dtype, workers: int) -> Iterator[EncodedChunk]:
+                    dtype: np.dtype, workers: int, sampling: Optional[Sampling] = None) -> Iterator[EncodedChunk]:
     """The chunks encoded in order, by `workers` processes with at most two chunks each in flight (the
     corpus is never read further ahead than that)."""
     protos = _proto_pair(tokenizers)
     if workers <= 1:
-        yield from map(ChunkEncoder(*protos, dtype), chunks)
+        yield from map(ChunkEncoder(*protos, dtype, sampling), chunks)
         return
     # spawn, not fork: a forked child would inherit torch's thread pools in an undefined state
     spawn = multiprocessing.get_context("spawn")
-    with spawn.Pool(workers, initializer=start_worker, initargs=(*protos, dtype)) as pool:
+    with spawn.Pool(workers, initializer=start_worker, initargs=(*protos, dtype, sampling)) as pool:
         pending: deque = deque()
         for chunk in chunks:
             pending.append(pool.apply_async(encode_in_worker, (chunk,)))
@@ -283,12 +305,14 @@ def _encoded_chunks(chunks: Iterator[list[tuple[str, str]]], tokenizers: tuple[T
 
 
 # --- opening -------------------------------------------------------------------------------------------
-def open_prepared(folder: Path, config: Config) -> tuple[PairArrays, list[Part], tuple[Tokenizer, Tokenizer]]:
-    """The folder's arrays (read from disk by slices), its corpora as parts (rows kept by the length filter),
-    its tokenizers."""
+def open_prepared(folder: Path, config: Config) -> tuple[list[PairArrays], list[Part], tuple[Tokenizer, Tokenizer]]:
+    """The folder's arrays (read from disk by slices; the usual segmentation first, then any sampled ones), its
+    corpora as parts (rows kept by the length filter, applied to the usual segmentation), its tokenizers."""
     meta = json.loads((folder / "meta.json").read_text())
     dtype = np.dtype(meta["dtype"])
-    pairs = PairArrays(_token_array(folder, "src", dtype), _token_array(folder, "tgt", dtype))
+    copies = [PairArrays(_token_array(folder, _copy_name("src", copy), dtype),
+                         _token_array(folder, _copy_name("tgt", copy), dtype)) for copy in range(meta.get("copies", 1))]
+    pairs = copies[0]
     rows = _rows_kept(np.load(folder / "unique_rows.npy"), pairs, config)
     cuts = np.searchsorted(rows, meta["bounds"])  # rows are sorted: each corpus's rows are one slice (a view)
     parts = [Part(corpus.path, rows[start:end], corpus.weight)
@@ -297,7 +321,7 @@ def open_prepared(folder: Path, config: Config) -> tuple[PairArrays, list[Part],
         log.info("training pairs: %s: %d read, %d kept after removing duplicates and length filtering",
                  part.name, entry["pairs"], len(part.rows))
     src_tok, tgt_tok = (Tokenizer(proto) for proto in _protos(folder))
-    return pairs, parts, (src_tok, tgt_tok)
+    return copies, parts, (src_tok, tgt_tok)
 
 
 def _token_array(folder: Path, side: str, dtype: np.dtype) -> TokenArray:

@@ -148,3 +148,23 @@ def test_mixed_weights_and_empty_corpora_are_refused(tmp_path):
     result = run_cli("prepare", "configs/tiny.yaml", *[x for o in data_overrides() for x in ("--set", o)],
                      "--set", f"data.train={tmp_path / 'e'}", "--set", f"data.prepared_dir={tmp_path / 'prepared'}")
     assert result.returncode == 2 and "no training pairs" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sampled_segmentations_are_prepared_once_and_taken_in_turn_by_epoch(tmp_path):
+    """Subword regularisation: copies of the corpus in sampled segmentations of the same text; epoch e reads
+    copy e mod 3; the usual copy is what translation's encoding gives."""
+    prefix = _corpus(tmp_path, 500)
+    config = _config(tmp_path, f"data.train={prefix}", "tokenizer.sampling_copies=3", "tokenizer.sampling_alpha=0.1")
+    data = prepare_data(config, progress=False)
+    train, tokenizer = data.train, data.tgt_tokenizer
+    usual, sampled, _ = train.segmentations
+    sources, _ = read_parallel(prefix, "de", "en")
+    rows = [int(r) for r in train.parts[0].rows[:200]]
+    for row in rows:
+        assert len({tokenizer.decode(copy.tgt[row].tolist()) for copy in train.segmentations}) == 1  # same text
+    assert usual.src[rows[0]].tolist() == data.src_tokenizer.encode(sources[rows[0]])
+    assert sum(not np.array_equal(usual.tgt[r], sampled.tgt[r]) for r in rows) > 20
+    for epoch, copy in ((0, usual), (1, sampled), (3, usual)):
+        first_step = next(train.iterate_steps(epoch))[1][0]
+        assert first_step.tgt_out.equal(copy.batch(train.epoch_batches(epoch)[0]).tgt_out)
+    assert prepare_data(config, progress=False).folder == data.folder  # prepared once, copies included
