@@ -11,7 +11,7 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union, overload
 
 import numpy as np
 import torch
@@ -166,9 +166,17 @@ def token_batches(src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_tokens
     holds similar lengths and little padding. With `rng` the batch order is shuffled. The sort is numpy's;
     the Python loop runs once per batch and per distinct width, never per pair.
     """
+    order, starts = sorted_cuts(src_lengths, tgt_lengths, batch_tokens, rng)
+    return list(BatchOrder(order, starts, rng.permutation(len(starts) - 1) if rng is not None else None))
+
+
+def sorted_cuts(src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_tokens: int,
+                rng: Optional[np.random.Generator] = None) -> tuple[np.ndarray, np.ndarray]:
+    """token_batches' batches unshuffled and flat: the positions in sorted order (n,), and where each batch
+    starts in it, with n at the end (batches + 1,)."""
     n = len(src_lengths)
     if n == 0:
-        return []
+        return np.zeros(0, dtype=np.uint32), np.zeros(1, dtype=np.int64)
     width = np.maximum(src_lengths, tgt_lengths)
     # One bucket per width, each sorted on its own: the temporaries are a bucket's, never the corpus's
     # (a global multi-key sort holds several arrays of 8 bytes per pair at once).
@@ -183,11 +191,35 @@ def token_batches(src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_tokens
         widths.append(w + 1)  # + 1 for EOS / BOS
         filled += len(members)
     del width
-    batch_starts = _greedy_cuts(group_starts, widths, n, batch_tokens)
-    batches = np.split(order, batch_starts[1:])
-    if rng is not None:
-        batches = [batches[i] for i in rng.permutation(len(batches))]
-    return batches
+    return order, np.array(_greedy_cuts(group_starts, widths, n, batch_tokens) + [n], dtype=np.int64)
+
+
+class BatchOrder(Sequence[np.ndarray]):
+    """An epoch's batches, in the order they train, as views into one flat array of rows.
+
+    Not a list of arrays: at millions of pairs one array object per batch (a hundred bytes or so, for a
+    batch of a few dozen pairs) cost about as much memory as the rows themselves."""
+
+    def __init__(self, rows: np.ndarray, starts: np.ndarray, order: Optional[np.ndarray] = None):
+        self.rows, self.starts = rows, starts  # rows (n,) batch after batch; starts (batches + 1,)
+        self.order = order  # (batches,) which batch trains i-th; None: as stored
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        batch = int(self.order[index]) if self.order is not None else index % len(self)
+        return self.rows[self.starts[batch]:self.starts[batch + 1]]
 
 
 def _greedy_cuts(group_starts: list[int], widths: list[int], n: int, batch_tokens: int) -> list[int]:
@@ -229,7 +261,7 @@ class TrainingPairs:
         self.pairs, self.parts = pairs, list(parts)
         self.segmentations = [pairs, *sampled]  # epoch e trains on segmentation e mod their number
         self.batch_tokens, self.seed = batch_tokens, seed
-        self._cached: tuple[int, list[np.ndarray]] = (-1, [])
+        self._cached: tuple[int, BatchOrder] = (-1, BatchOrder(np.zeros(0, np.uint32), np.zeros(1, np.int64)))
 
     @classmethod
     def from_lists(cls, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], *, batch_tokens: int,
@@ -264,14 +296,14 @@ class TrainingPairs:
         """The segmentation an epoch trains on."""
         return self.segmentations[epoch % len(self.segmentations)]
 
-    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+    def epoch_batches(self, epoch: int) -> BatchOrder:
         """The batch order of one epoch (rows of `pairs` per batch): a pure function of (seed, epoch)."""
         if self._cached[0] != epoch:
             rng = self._rng(epoch)
             rows = self.epoch_rows(epoch, rng)
             pairs = self.epoch_pairs(epoch)
-            positions = token_batches(pairs.src.lengths[rows], pairs.tgt.lengths[rows], self.batch_tokens, rng)
-            self._cached = (epoch, [rows[p] for p in positions])
+            positions, starts = sorted_cuts(pairs.src.lengths[rows], pairs.tgt.lengths[rows], self.batch_tokens, rng)
+            self._cached = (epoch, BatchOrder(rows[positions], starts, rng.permutation(len(starts) - 1)))
         return self._cached[1]
 
     def iterate_steps(self, epoch: int, start: int = 0, accumulate: int = 1, rank: int = 0,

@@ -329,14 +329,17 @@ def _token_array(folder: Path, side: str, dtype: np.dtype) -> TokenArray:
     return TokenArray(ids, FileArray.from_npy(folder / f"{side}.offsets.npy"), np.load(folder / f"{side}.lengths.npy"))
 
 
-def _rows_kept(rows: np.ndarray, pairs: PairArrays, config: Config, chunk: int = 1 << 20) -> np.ndarray:
+def _rows_kept(rows: np.ndarray, pairs: PairArrays, config: Config, chunk: int = 1 << 18) -> np.ndarray:
     """The rows whose sides are non-empty and at most max_length pieces, with a ratio at most
-    max_length_ratio; in chunks, so the temporaries stay small whatever the corpus size."""
-    keep = np.zeros(len(rows), dtype=bool)
+    max_length_ratio. Compacted in place, a chunk at a time, so that no second array of the corpus's size (or
+    mask of it) is ever held: the kept rows end up at the front of `rows`, and a view of them is returned."""
+    kept = 0
     for first in range(0, len(rows), chunk):
         part = rows[first:first + chunk]
-        keep[first:first + chunk] = _length_ok(pairs.src.lengths[part], pairs.tgt.lengths[part], config)
-    return rows[keep]
+        survivors = part[_length_ok(pairs.src.lengths[part], pairs.tgt.lengths[part], config)]  # a chunk's copy
+        rows[kept:kept + len(survivors)] = survivors  # kept <= first: never overwrites an unread row
+        kept += len(survivors)
+    return rows[:kept]
 
 
 def _length_ok(src: np.ndarray, tgt: np.ndarray, config: Config) -> np.ndarray:
