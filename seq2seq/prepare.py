@@ -105,9 +105,19 @@ def _key_inputs(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer]
     corpora = [{"files": [fingerprint(f) for f in corpus_files(c.path, d.src_lang, d.tgt_lang)]}  # absolute paths
                for c in d.train_corpora]
     inputs = {"format": FORMAT_VERSION, "corpora": corpora, "src_lang": d.src_lang, "tgt_lang": d.tgt_lang,
-              "max_pairs": d.max_pairs, "tokenizer": config.tokenizer.model_dump(mode="json"), "seed": config.seed,
+              "max_pairs": d.max_pairs, "tokenizer": _tokenizer_key(config), "seed": config.seed,
               "given_tokenizers": None}
     return inputs if tokenizers is None else _with_given(inputs, tokenizers)
+
+
+def _tokenizer_key(config: Config) -> dict:
+    """The tokenizer settings; the sampling ones only when sampling is on (otherwise they change nothing, and
+    data prepared before they existed keeps its key)."""
+    settings = config.tokenizer.model_dump(mode="json")
+    if config.tokenizer.sampling_copies == 1:
+        for name in ("sampling_copies", "sampling_alpha", "sampling_nbest"):
+            settings.pop(name)
+    return settings
 
 
 def _with_given(inputs: dict, tokenizers: tuple[Tokenizer, Tokenizer]) -> dict:

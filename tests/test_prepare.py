@@ -168,3 +168,10 @@ def test_sampled_segmentations_are_prepared_once_and_taken_in_turn_by_epoch(tmp_
         first_step = next(train.iterate_steps(epoch))[1][0]
         assert first_step.tgt_out.equal(copy.batch(train.epoch_batches(epoch)[0]).tgt_out)
     assert prepare_data(config, progress=False).folder == data.folder  # prepared once, copies included
+
+
+def test_sampling_settings_change_the_key_only_when_sampling_is_on(tmp_path):
+    base = _config(tmp_path, f"data.train={_corpus(tmp_path, 50)}")
+    same = _config(tmp_path, f"data.train={base.data.train}", "tokenizer.sampling_alpha=0.3")
+    sampled = _config(tmp_path, f"data.train={base.data.train}", "tokenizer.sampling_copies=2")
+    assert prepared_folder(same) == prepared_folder(base) != prepared_folder(sampled)
