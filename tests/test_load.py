@@ -106,11 +106,15 @@ def test_overload_sheds_fast_503s_keeps_health_and_recovers(server, greedy):
     assert set(report.statuses) <= {200, 503} and report.statuses.get(503, 0) > 0, report.summary()
     assert report.statuses.get(200, 0) > 0  # shedding, not refusing everything
     # 200 or a shed 503; a 504 is the server's own timeout for an admitted request on a slow machine
-    assert {status for status, _ in probes} <= {200, 503, 504} and refused, probes
+    assert {status for status, _ in probes} <= {200, 503, 504}, probes
     # Fast: a 503 is answered before any decoding. Timed on the probe, which sends one request at a time:
     # the load's 64 clients resend at once after each 503, so their own 503s queue behind each other. Judged
     # against the load's 200s, as the clients share the 2 cores with the server and absolute figures swing.
-    assert statistics.median(refused) < min(1.0, report.percentile(200, 0.5) / 3), "503s must be fast"
+    # Whether the probe meets a full queue depends on the machine's speed (on a quiet one all four of its
+    # requests were once admitted), so the timing is checked on the 503s it got; the shedding itself is
+    # asserted on the load above, where 503s always occur.
+    if refused:
+        assert statistics.median(refused) < min(1.0, report.percentile(200, 0.5) / 3), "503s must be fast"
     # paced by the probe's own requests
     assert all(status == 200 for status, _ in health) and len(health) >= 3, health[:5]
     # /health is never queued behind translations: even its slowest answer beats the typical translation.
