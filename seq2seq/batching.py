@@ -258,7 +258,7 @@ class TrainingPairs:
         weighted = [p.weight is not None for p in parts]
         if any(weighted) and not all(weighted):
             raise ValueError("give a weight to every training corpus, or to none")
-        self.pairs, self.parts = pairs, list(parts)
+        self.parts = list(parts)
         self.segmentations = [pairs, *sampled]  # epoch e trains on segmentation e mod their number
         self.batch_tokens, self.seed = batch_tokens, seed
         self._cached: tuple[int, BatchOrder] = (-1, BatchOrder(np.zeros(0, np.uint32), np.zeros(1, np.int64)))
@@ -272,6 +272,11 @@ class TrainingPairs:
 
     def __len__(self) -> int:
         return sum(len(part.rows) for part in self.parts)
+
+    @property
+    def pairs(self) -> PairArrays:
+        """The usual segmentation (validation's, and every epoch's without sampling)."""
+        return self.segmentations[0]
 
     def _rng(self, epoch: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, epoch])

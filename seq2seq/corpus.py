@@ -5,11 +5,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-from itertools import zip_longest
+from itertools import islice, zip_longest
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+from typing import IO, Iterable, Iterator, Sequence, TypeVar
 
 from seq2seq.errors import UserError
+
+T = TypeVar("T")
 
 SAMPLE_BYTES = 1 << 20  # a fingerprint hashes this much at the start, the middle and the end of a file
 
@@ -111,3 +113,9 @@ def fingerprint(path: Path) -> dict:
             digest.update(f.read(SAMPLE_BYTES))
     return {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
             "sample_blake2b": digest.hexdigest()}
+
+
+def in_chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    """`items` as lists of `size` (the last may be shorter), read only as far as the current one."""
+    while chunk := list(islice(items, size)):
+        yield chunk

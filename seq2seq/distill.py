@@ -19,6 +19,7 @@ from typing import Iterator
 from tqdm import tqdm
 
 from seq2seq.config import Config, DecodeConfig
+from seq2seq.corpus import in_chunks
 from seq2seq.errors import UserError
 from seq2seq.faults import fault_point
 from seq2seq.prepare import corpus_pairs
@@ -50,7 +51,7 @@ def distill(config: Config, translator: Translator, prefix: str | Path, options:
         for out, size in ((src_out, state["src_bytes"]), (tgt_out, state["tgt_bytes"])):
             out.truncate(size)  # whatever a killed run wrote after its last recorded chunk
             out.seek(size)
-        for chunk in _chunks(sources, chunk_lines):
+        for chunk in in_chunks(sources, chunk_lines):
             translations = translator.translate(chunk, options)
             src_out.write("".join(f"{line}\n" for line in chunk).encode("utf-8"))
             tgt_out.write("".join(f"{_one_line(t.text)}\n" for t in translations).encode("utf-8"))
@@ -73,11 +74,6 @@ def _training_sources(config: Config) -> Iterator[str]:
     for corpus in config.data.train_corpora:
         for src, _ in corpus_pairs(corpus, config):
             yield src
-
-
-def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
-    while chunk := list(islice(lines, size)):
-        yield chunk
 
 
 def _one_line(text: str) -> str:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from seq2seq.batching import FileArray, PairArrays, Part, TokenArray, TrainingPairs, id_dtype
 from seq2seq.config import Config, CorpusConfig
-from seq2seq.corpus import cleaned, corpus_files, fingerprint, iter_pairs, read_parallel
+from seq2seq.corpus import cleaned, corpus_files, fingerprint, in_chunks, iter_pairs, read_parallel
 from seq2seq.encoding import ChunkEncoder, EncodedChunk, Sampling, encode_in_worker, start_worker
 from seq2seq.errors import UserError
 from seq2seq.faults import fault_point
@@ -262,7 +262,7 @@ def _encode_copy(config: Config, tokenizers: tuple[Tokenizer, Tokenizer], folder
             open(folder / f"{_copy_name('tgt', copy)}.ids", "wb") as tgt_out, \
             _bar("encoding" if copy == 0 else f"sampling segmentation {copy}", progress) as bar:
         for corpus in config.data.train_corpora:
-            chunks = _chunks(corpus_pairs(corpus, config))
+            chunks = in_chunks(corpus_pairs(corpus, config), CHUNK_PAIRS)
             for chunk in _encoded_chunks(chunks, tokenizers, dtype, _workers(config, corpus), sampling):
                 src_out.write(chunk.src_ids.tobytes())
                 tgt_out.write(chunk.tgt_ids.tobytes())
@@ -287,11 +287,6 @@ def _workers(config: Config, corpus: CorpusConfig) -> int:
     if sum(f.stat().st_size for f in files) < SMALL_CORPUS_BYTES:
         return 1
     return config.data.workers or os.cpu_count() or 1
-
-
-def _chunks(pairs: Iterator[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
-    while chunk := list(islice(pairs, CHUNK_PAIRS)):
-        yield chunk
 
 
 def _encoded_chunks(chunks: Iterator[list[tuple[str, str]]], tokenizers: tuple[Tokenizer, Tokenizer],
