@@ -168,6 +168,10 @@ class TrainConfig(Section):
     save_every: Optional[int] = Field(default=None, gt=0,
                                       description="steps between last.pt saves; default valid_every")
     keep_last: int = Field(default=2, ge=1)
+    init_from: Optional[str] = Field(
+        default=None, min_length=1, description="a checkpoint whose weights and SentencePiece models start this run "
+        "(fine-tuning, or a distilled student started from its teacher); optimizer, schedule and step start afresh, "
+        "and the model section must build the same architecture")
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     valid_max_length_ratio: float = Field(default=1.5, gt=0)
     amp: bool = Field(default=True, description="mixed precision: bf16 products on a GPU or a CPU that multiplies "

@@ -76,6 +76,29 @@ def _resume_payload(ckpt_dir: Path, config: Config) -> Optional[dict]:
     return payload
 
 
+def initial_checkpoint(config: Config) -> Optional[dict]:
+    """The checkpoint `train.init_from` names (None when it names none), checked to be one."""
+    if config.train.init_from is None:
+        return None
+    payload = read_checkpoint(config.train.init_from)
+    if config.data.src_lang != payload["languages"]["source"] or config.data.tgt_lang != payload["languages"]["target"]:
+        raise UserError(f"train.init_from: {config.train.init_from} translates {payload['languages']['source']}→"
+                        f"{payload['languages']['target']}, this config {config.data.src_lang}→{config.data.tgt_lang}")
+    return payload
+
+
+def load_initial_weights(model: torch.nn.Module, payload: dict, config: Config) -> None:
+    """Start `model` from an init_from checkpoint's weights; a different architecture is a UserError."""
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError:
+        theirs, ours = payload["config"]["model"], config.model.model_dump(mode="json")
+        differing = ", ".join(f"{k}: {theirs.get(k)} there, {ours[k]} here" for k in ours if theirs.get(k) != ours[k])
+        raise UserError(f"train.init_from: {config.train.init_from} holds another architecture ({differing}); "
+                        "set the model section to the checkpoint's") from None
+    log.info("weights and tokenizers from %s", config.train.init_from)
+
+
 def _check_run_dir(run_dir: Path, resume_payload: Optional[dict]) -> None:
     """Refuse to overwrite a run; remove temporaries a killed run left."""
     ckpt_dir = checkpoint_dir(run_dir)

@@ -25,7 +25,7 @@ from seq2seq.faults import fault_point
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.precision import mixed_precision_dtype
 from seq2seq.prepare import ValidationSet, prepare_data
-from seq2seq.run_state import RunState, open_run
+from seq2seq.run_state import RunState, initial_checkpoint, load_initial_weights, open_run
 from seq2seq.schedule import LRSchedule
 from seq2seq.step import TrainingStep, make_optimizer, make_scaler, token_loss_sum
 from seq2seq.tokenizer import Tokenizer
@@ -57,10 +57,14 @@ class Trainer:
         self.device = distributed.start(world, resolve_device(config.train.device))
         torch.set_num_threads(distributed.default_threads(world, config.train.threads))
         keep_large_blocks()
+        self.initial: Optional[dict] = None  # train.init_from's checkpoint, on rank 0 until its weights are loaded
         resume_payload = self._load(resume)
         torch.manual_seed(config.seed)
         vocab_sizes = (self.data.src_tokenizer.vocab_size, self.data.tgt_tokenizer.vocab_size)
         self.model = build_model(config.model, *vocab_sizes).to(self.device)
+        if self.initial:  # rank 0 only: DDP gives the other ranks rank 0's weights
+            load_initial_weights(self.model, self.initial, config)
+            self.initial = None
         if world.distributed:  # different dropout on each rank; the model above is the same on all
             torch.manual_seed(config.seed * world.size + world.rank)
         self.schedule = LRSchedule(config.train)
@@ -92,9 +96,12 @@ class Trainer:
     def _load_on_main(self, resume: bool) -> tuple[Optional[dict], tuple[bytes, bytes]]:
         """Rank 0: open the run directory, prepare the data; return the resume payload and tokenizer protos."""
         resume_payload = open_run(self.run_dir, self.config, resume)
+        # A resumed run restores its own weights; a new one may start from another run's (train.init_from).
+        self.initial = None if resume_payload else initial_checkpoint(self.config)
         tokenizers = None
-        if resume_payload:
-            protos = resume_payload["tokenizers"]
+        source = resume_payload or self.initial
+        if source:
+            protos = source["tokenizers"]
             tokenizers = (Tokenizer(protos["source"]), Tokenizer(protos["target"]))
         self.data = prepare_data(self.config, tokenizers)
         return resume_payload, (self.data.src_tokenizer.model_proto, self.data.tgt_tokenizer.model_proto)

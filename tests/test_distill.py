@@ -63,3 +63,32 @@ def test_resuming_with_other_options_or_files_in_the_way_is_refused(checkpoint, 
     (tmp_path / "stray.de").write_text("x\n")
     stray = _distill(checkpoint, tmp_path / "stray")
     assert stray.returncode == 2 and "not a distillation to resume" in stray.stderr
+
+
+def _train(run_dir: Path, *overrides: str):
+    sets = [*data_overrides(), "train.max_steps=1", "train.valid_every=1", *overrides]
+    return run_cli("train", "configs/tiny.yaml", "--run-dir", str(run_dir), *[x for o in sets for x in ("--set", o)])
+
+
+def test_a_student_started_from_its_teacher_has_its_weights_and_tokenizers(checkpoint, tmp_path):
+    assert _distill(checkpoint, tmp_path / "distilled").returncode == 0
+    # One step at a vanishing rate: the student is still the teacher, so it must translate as the teacher does.
+    result = _train(tmp_path / "student", f"data.train={tmp_path / 'distilled'}", f"train.init_from={checkpoint}",
+                    "train.lr=1e-12")
+    assert result.returncode == 0, result.stderr[-2000:]
+    student_checkpoint = str(tmp_path / "student/checkpoints/last.pt")
+    teacher, student = (Translator(c, device="cpu") for c in (checkpoint, student_checkpoint))
+    assert student.loaded.src_tokenizer.model_proto == teacher.loaded.src_tokenizer.model_proto
+    sentences = ["Ein Hund läuft über eine Wiese.", "Zwei Männer spielen Fußball im Park."]
+    options = teacher.options(beam_size=2)
+    translations = [[t.text for t in model.translate(sentences, options)] for model in (student, teacher)]
+    assert translations[0] == translations[1]
+
+
+def test_starting_from_a_checkpoint_of_another_architecture_or_direction_is_refused(checkpoint, tmp_path):
+    other = _train(tmp_path / "wider", f"train.init_from={checkpoint}", "model.decoder_hidden=96")
+    assert other.returncode == 2 and "decoder_hidden: 128 there, 96 here" in other.stderr
+    reverse = _train(tmp_path / "en_de", f"train.init_from={checkpoint}", "data.src_lang=en", "data.tgt_lang=de")
+    assert reverse.returncode == 2 and "translates de→en" in reverse.stderr
+    missing = _train(tmp_path / "missing", f"train.init_from={tmp_path / 'none.pt'}")
+    assert missing.returncode == 2 and "none.pt" in missing.stderr
