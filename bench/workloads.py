@@ -13,16 +13,18 @@ from seq2seq.step import TrainingStep, make_optimizer, make_scaler
 from seq2seq.translate import Translation, Translator
 
 
-def training_parts(checkpoint: str, batches: int,
-                   dtype: Optional[torch.dtype] = None) -> tuple[TrainingStep, list[Batch]]:
+def training_parts(checkpoint: str, batches: int, dtype: Optional[torch.dtype] = None,
+                   equal_source: Optional[bool] = None) -> tuple[TrainingStep, list[Batch]]:
     """The trainer's step for the checkpoint's model on the CPU, built from the checkpoint's own train section
     (optimizer, lr, clip_norm, label_smoothing), with autocast in `dtype` (None: fp32); and `batches` real
-    Multi30k batches at its batch size, with its tokenizers."""
+    Multi30k batches at its batch size, with its tokenizers, cut as train.equal_source_lengths says unless
+    `equal_source` is given."""
     loaded = load_model(checkpoint, "cpu")
     src = [loaded.src_tokenizer.encode(s) for s in read_lines(MULTI30K / "train.de.gz")[:4000]]
     tgt = [loaded.tgt_tokenizer.encode(t) for t in read_lines(MULTI30K / "train.en.gz")[:4000]]
     train_config = loaded.config.train
-    data = TrainingPairs.from_lists(src, tgt, batch_tokens=train_config.batch_tokens, seed=1)
+    equal = train_config.equal_source_lengths if equal_source is None else equal_source
+    data = TrainingPairs.from_lists(src, tgt, batch_tokens=train_config.batch_tokens, seed=1, equal_source=equal)
     chosen = [step[0] for _, step in data.iterate_steps(0)][:batches]
     model, device = loaded.model.train(), torch.device("cpu")
     step = TrainingStep(model=model, network=model, optimizer=make_optimizer(model, train_config, device),

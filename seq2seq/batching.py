@@ -158,40 +158,46 @@ class PairArrays:
 
 
 def token_batches(src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_tokens: int,
-                  rng: Optional[np.random.Generator] = None) -> list[np.ndarray]:
+                  rng: Optional[np.random.Generator] = None, equal_source: bool = False) -> list[np.ndarray]:
     """Positions 0..n-1 grouped into batches of at most `batch_tokens` padded tokens on either side.
 
     Pairs are sorted by padded width (the longer side + 1), then target length, then at random (by position
     without `rng`), and cut greedily into runs whose width × count stays within the budget, so each batch
-    holds similar lengths and little padding. With `rng` the batch order is shuffled. The sort is numpy's;
+    holds similar lengths and little padding. With `equal_source` they are sorted by source length first and
+    a batch never spans two source lengths. With `rng` the batch order is shuffled. The sort is numpy's;
     the Python loop runs once per batch and per distinct width, never per pair.
     """
-    order, starts = sorted_cuts(src_lengths, tgt_lengths, batch_tokens, rng)
+    order, starts = sorted_cuts(src_lengths, tgt_lengths, batch_tokens, rng, equal_source)
     return list(BatchOrder(order, starts, rng.permutation(len(starts) - 1) if rng is not None else None))
 
 
 def sorted_cuts(src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_tokens: int,
-                rng: Optional[np.random.Generator] = None) -> tuple[np.ndarray, np.ndarray]:
+                rng: Optional[np.random.Generator] = None, equal_source: bool = False
+                ) -> tuple[np.ndarray, np.ndarray]:
     """token_batches' batches unshuffled and flat: the positions in sorted order (n,), and where each batch
     starts in it, with n at the end (batches + 1,)."""
     n = len(src_lengths)
     if n == 0:
         return np.zeros(0, dtype=np.uint32), np.zeros(1, dtype=np.int64)
-    width = np.maximum(src_lengths, tgt_lengths)
-    # One bucket per width, each sorted on its own: the temporaries are a bucket's, never the corpus's
-    # (a global multi-key sort holds several arrays of 8 bytes per pair at once).
+    # One bucket per width (or per source length), each sorted on its own: the temporaries are a bucket's,
+    # never the corpus's (a global multi-key sort holds several arrays of 8 bytes per pair at once).
+    bucket_key = src_lengths if equal_source else np.maximum(src_lengths, tgt_lengths)
     order = np.empty(n, dtype=np.uint32 if n < 2**32 else np.int64)
-    group_starts, widths, filled = [], [], 0
-    for w in np.flatnonzero(np.bincount(width)).tolist():
-        members = np.flatnonzero(width == w)
+    groups: list[_WidthGroup] = []
+    filled = 0
+    for key in np.flatnonzero(np.bincount(bucket_key)).tolist():
+        members = np.flatnonzero(bucket_key == key)
         targets = tgt_lengths[members]
         keys = (rng.random(len(members), dtype=np.float32), targets) if rng is not None else (targets,)
-        order[filled:filled + len(members)] = members[np.lexsort(keys)]  # by target length, then random
-        group_starts.append(filled)
-        widths.append(w + 1)  # + 1 for EOS / BOS
+        members = members[np.lexsort(keys)]  # by target length, then random: widths ascend within the bucket
+        order[filled:filled + len(members)] = members
+        widths = np.maximum(src_lengths[members], tgt_lengths[members]) + 1  # + 1 for EOS / BOS
+        width_starts = np.flatnonzero(np.diff(widths, prepend=-1))
+        groups += [_WidthGroup(filled + int(start), int(widths[start]), opens_batch=equal_source and i == 0)
+                   for i, start in enumerate(width_starts)]
         filled += len(members)
-    del width
-    return order, np.array(_greedy_cuts(group_starts, widths, n, batch_tokens) + [n], dtype=np.int64)
+    del bucket_key
+    return order, np.array(_greedy_cuts(groups, n, batch_tokens) + [n], dtype=np.int64)
 
 
 class BatchOrder(Sequence[np.ndarray]):
@@ -222,14 +228,24 @@ class BatchOrder(Sequence[np.ndarray]):
         return self.rows[self.starts[batch]:self.starts[batch + 1]]
 
 
-def _greedy_cuts(group_starts: list[int], widths: list[int], n: int, batch_tokens: int) -> list[int]:
-    """Where batches start in width-sorted order: a batch grows while its width (its last pair's) times its
-    size fits the budget, across groups of equal width, as a pair-by-pair greedy cut would."""
+@dataclass
+class _WidthGroup:
+    """Pairs of one padded width, consecutive in sorted order from `start`; `opens_batch`: none joins earlier ones."""
+
+    start: int
+    width: int
+    opens_batch: bool = False
+
+
+def _greedy_cuts(groups: list[_WidthGroup], n: int, batch_tokens: int) -> list[int]:
+    """Where batches start in sorted order: a batch grows while its width (its last pair's) times its size fits
+    the budget, across groups of ascending width, as a pair-by-pair greedy cut would."""
     cuts = [0] if n else []
-    for start, end, width in zip(group_starts, group_starts[1:] + [n], widths):
-        size = max(1, batch_tokens // width)
-        if start - cuts[-1] >= size:  # the open batch, of narrower pairs, has no room at this width
-            cuts.append(start)
+    ends = [group.start for group in groups[1:]] + [n]
+    for group, end in zip(groups, ends):
+        size = max(1, batch_tokens // group.width)
+        if group.start > cuts[-1] and (group.opens_batch or group.start - cuts[-1] >= size):
+            cuts.append(group.start)  # the open batch, of narrower pairs, has no room at this width
         cuts += range(cuts[-1] + size, end, size)
     return cuts
 
@@ -254,21 +270,22 @@ class TrainingPairs:
     then repeated (each repetition a new permutation), so a small in-domain corpus can be oversampled."""
 
     def __init__(self, pairs: PairArrays, parts: Sequence[Part], *, batch_tokens: int, seed: int,
-                 sampled: Sequence[PairArrays] = ()):
+                 sampled: Sequence[PairArrays] = (), equal_source: bool = False):
         weighted = [p.weight is not None for p in parts]
         if any(weighted) and not all(weighted):
             raise ValueError("give a weight to every training corpus, or to none")
         self.parts = list(parts)
         self.segmentations = [pairs, *sampled]  # epoch e trains on segmentation e mod their number
-        self.batch_tokens, self.seed = batch_tokens, seed
+        self.batch_tokens, self.seed, self.equal_source = batch_tokens, seed, equal_source
         self._cached: tuple[int, BatchOrder] = (-1, BatchOrder(np.zeros(0, np.uint32), np.zeros(1, np.int64)))
 
     @classmethod
     def from_lists(cls, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], *, batch_tokens: int,
-                   seed: int) -> "TrainingPairs":
+                   seed: int, equal_source: bool = False) -> "TrainingPairs":
         """In memory, one corpus: for tests and small data."""
         pairs = PairArrays.from_lists(src_ids, tgt_ids)
-        return cls(pairs, [Part("train", np.arange(len(pairs)))], batch_tokens=batch_tokens, seed=seed)
+        return cls(pairs, [Part("train", np.arange(len(pairs)))], batch_tokens=batch_tokens, seed=seed,
+                   equal_source=equal_source)
 
     def __len__(self) -> int:
         return sum(len(part.rows) for part in self.parts)
@@ -307,7 +324,8 @@ class TrainingPairs:
             rng = self._rng(epoch)
             rows = self.epoch_rows(epoch, rng)
             pairs = self.epoch_pairs(epoch)
-            positions, starts = sorted_cuts(pairs.src.lengths[rows], pairs.tgt.lengths[rows], self.batch_tokens, rng)
+            positions, starts = sorted_cuts(pairs.src.lengths[rows], pairs.tgt.lengths[rows], self.batch_tokens, rng,
+                                            self.equal_source)
             self._cached = (epoch, BatchOrder(rows[positions], starts, rng.permutation(len(starts) - 1)))
         return self._cached[1]
 

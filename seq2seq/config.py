@@ -142,6 +142,9 @@ class EarlyStoppingConfig(Section):
 
 class TrainConfig(Section):
     batch_tokens: int = Field(default=3000, gt=0, description="target tokens per batch (padding included)")
+    equal_source_lengths: bool = Field(
+        default=False, description="cut batches where the source length changes, so the encoder runs each batch "
+        "unpacked (oneDNN's fused LSTM on a CPU), at the cost of some smaller batches")
     accumulate: int = Field(default=1, ge=1, le=1024,
                             description="batches per optimizer step (per rank under torchrun): an effective batch "
                                         "of accumulate × ranks × batch_tokens")

@@ -67,7 +67,7 @@ def prepare_data(config: Config, tokenizers: Optional[tuple[Tokenizer, Tokenizer
     folder = ensure_prepared(config, tokenizers, progress=progress)
     copies, parts, (src_tok, tgt_tok) = open_prepared(folder, config)
     train = TrainingPairs(copies[0], parts, batch_tokens=config.train.batch_tokens, seed=config.seed,
-                          sampled=copies[1:])
+                          sampled=copies[1:], equal_source=config.train.equal_source_lengths)
     if len(train) == 0:
         raise UserError(f"no training pairs left in {config.data.train} after cleaning and length filtering")
     valid = [validation_set(spec, config, src_tok, tgt_tok) for spec in config.data.valid_sets]

@@ -91,3 +91,14 @@ def test_array_batches_equal_list_collation():
 
 def test_ids_take_the_smallest_type_that_holds_the_vocabulary():
     assert id_dtype(8000) == np.uint16 and id_dtype(65536) == np.uint16 and id_dtype(65537) == np.uint32
+
+
+def test_equal_source_batches_hold_one_source_length_each_and_still_fill_the_budget():
+    src, tgt = _random_lengths(2000)
+    batches = token_batches(src, tgt, 400, np.random.default_rng(1), equal_source=True)
+    assert sorted(int(i) for b in batches for i in b) == list(range(2000))
+    assert all(len(set(src[b].tolist())) == 1 for b in batches)
+    widths = [int(np.maximum(src[b], tgt[b]).max()) + 1 for b in batches]
+    assert all(w * len(b) <= 400 or len(b) == 1 for w, b in zip(widths, batches))
+    mixed = token_batches(src, tgt, 400, np.random.default_rng(1))
+    assert len(batches) <= len(mixed) + len(set(src.tolist()))  # at most one part-filled batch per length more

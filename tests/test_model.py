@@ -216,3 +216,27 @@ def test_decoding_output_layer_follows_a_fused_adam_step():
             torch.testing.assert_close(decoding_layer(output), model.decoder.generator(output))
         token_loss_sum(model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out).backward()
         optimizer.step()
+
+
+@pytest.mark.parametrize("rnn", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_an_equal_length_batch_runs_unpacked_with_the_packed_path_s_outputs_states_and_gradients(rnn, dtype):
+    """Sources of one length skip packing (oneDNN's fused RNN on a CPU); the same rows beside a longer one are
+    packed. Both must give the same memory, final state and weight gradients."""
+    torch.manual_seed(0)
+    model = build_model(small_config(rnn=rnn, encoder_layers=2), V_SRC, V_TGT)
+    model.encoder.eval()  # no dropout, so the two runs see the same inputs
+    equal = [[5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]]
+    results = []
+    for sources in (equal, equal + [[17, 18, 19, 20, 21, 22]]):
+        batch = collate(sources, [[7]] * len(sources))
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            memory, final = model.encoder(batch.src, batch.src_lengths)
+        h, c = final if rnn == "lstm" else (final, final)
+        memory, h, c = memory[:3, :5].float(), h[:, :3].float(), c[:, :3].float()  # the shared rows
+        (memory.square().sum() + h.sum() + c.sum()).backward()
+        results.append([memory, h, c, *(p.grad.clone() for p in model.encoder.rnn.parameters())])
+    tolerance = dict(atol=1e-5, rtol=1e-4) if dtype is None else dict(atol=0.05, rtol=0.05)
+    for unpacked, packed in zip(*results):
+        assert torch.allclose(unpacked, packed, **tolerance)

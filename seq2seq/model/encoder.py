@@ -1,5 +1,12 @@
-"""Source side: embeddings and a (bi)directional, multi-layer LSTM or GRU over packed sequences."""
+"""Source side: embeddings and a (bi)directional, multi-layer LSTM or GRU.
+
+A batch whose sources all have one length runs unpacked, which PyTorch hands to oneDNN's
+fused RNN on a CPU (forward and backward, fp32 and bf16); any other batch is packed, so that padding never
+enters either direction. Both give the same results; training batches can be cut to one source length each
+(train.equal_source_lengths) to take the fused path."""
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from torch import nn
@@ -22,13 +29,20 @@ class Encoder(nn.Module):
                                     bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
         self.output_size = hidden_size * (2 if bidirectional else 1)
 
-    def forward(self, src: torch.Tensor, lengths: torch.Tensor):
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor, pack: Optional[bool] = None):
         """src: (B, S) ids, lengths: (B,) → outputs (B, S, D), final state.
 
-        The final state is h: (L * dirs, B, H), or the pair (h, c) for an LSTM.
+        The final state is h: (L * dirs, B, H), or the pair (h, c) for an LSTM. `pack`: None packs unless all
+        lengths are equal; True always (for benchmarks of the two paths).
         """
         embedded = self.dropout(self.embedding(src))  # (B, S, E)
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        packed_out, final = self.rnn(packed)
-        outputs, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src.size(1))
+        lengths_cpu = lengths.cpu()
+        longest = int(lengths_cpu.max())
+        if not pack and bool((lengths_cpu == longest).all()):  # nothing to pack: the fused path
+            outputs, final = self.rnn(embedded[:, :longest])  # (B, L, D)
+            outputs = nn.functional.pad(outputs, (0, 0, 0, src.size(1) - longest))
+        else:
+            packed = pack_padded_sequence(embedded, lengths_cpu, batch_first=True, enforce_sorted=False)
+            packed_out, final = self.rnn(packed)
+            outputs, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src.size(1))
         return self.output_dropout(outputs), final
