@@ -28,18 +28,18 @@ import torch
 from bench.workloads import training_parts
 from seq2seq.allocator import keep_large_blocks
 
-# (train.equal_source_lengths, the encoder's `pack`): None lets the encoder choose, as in training
-WAYS = {"mixed, packed": (False, None), "equal, packed": (True, True), "equal, unpacked": (True, None)}
+# (train.equal_source_lengths, the encoder's `force_pack`): without it the encoder chooses, as in training
+WAYS = {"mixed, packed": (False, False), "equal, packed": (True, True), "equal, unpacked": (True, False)}
 
 
-def _encoder_seconds(step, batches, pack: Optional[bool]) -> tuple[float, float]:
+def _encoder_seconds(step, batches, force_pack: bool) -> tuple[float, float]:
     """Seconds of the encoder's forward and backward over `batches`, under the step's autocast."""
     encoder, forward_s, backward_s = step.model.encoder, 0.0, 0.0
     for batch in batches:
         step.zero_grad()
         started = time.perf_counter()
         with step.autocast():
-            memory, final = encoder(batch.src, batch.src_lengths, pack=pack)
+            memory, final = encoder(batch.src, batch.src_lengths, force_pack=force_pack)
         states = final if isinstance(final, tuple) else (final,)
         loss = memory.float().square().sum() + sum(s.float().sum() for s in states)
         middle = time.perf_counter()
@@ -58,15 +58,15 @@ def _step_seconds(step, batches) -> float:
 
 def compare(checkpoint: str, dtype: Optional[torch.dtype], rounds: int) -> dict:
     results = {}
-    for way, (equal_source, pack) in WAYS.items():
+    for way, (equal_source, force_pack) in WAYS.items():
         step, batches = training_parts(checkpoint, 10**9, dtype, equal_source)
         tokens = sum(batch.num_tgt_tokens for batch in batches)
-        _encoder_seconds(step, batches[:20], pack)  # warm-up: oneDNN's primitives, the allocator's blocks
-        encoder = [_encoder_seconds(step, batches, pack) for _ in range(rounds)]
+        _encoder_seconds(step, batches[:20], force_pack)  # warm-up: oneDNN's primitives, the allocator's blocks
+        encoder = [_encoder_seconds(step, batches, force_pack) for _ in range(rounds)]
         results[way] = {"batches": len(batches),
                         "encoder_forward_s": round(statistics.median(f for f, _ in encoder), 3),
                         "encoder_backward_s": round(statistics.median(b for _, b in encoder), 3)}
-        if pack is None:  # a way training takes
+        if not force_pack:  # a way training takes
             steps = [_step_seconds(step, batches) for _ in range(rounds)]
             results[way]["step_tgt_tokens_per_s"] = round(tokens / statistics.median(steps))
     return results

@@ -6,8 +6,6 @@ enters either direction. Both give the same results; training batches can be cut
 (train.equal_source_lengths) to take the fused path."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -29,16 +27,16 @@ class Encoder(nn.Module):
                                     bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
         self.output_size = hidden_size * (2 if bidirectional else 1)
 
-    def forward(self, src: torch.Tensor, lengths: torch.Tensor, pack: Optional[bool] = None):
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor, force_pack: bool = False):
         """src: (B, S) ids, lengths: (B,) → outputs (B, S, D), final state.
 
-        The final state is h: (L * dirs, B, H), or the pair (h, c) for an LSTM. `pack`: None packs unless all
-        lengths are equal; True always (for benchmarks of the two paths).
+        The final state is h: (L * dirs, B, H), or the pair (h, c) for an LSTM. The batch is packed unless all
+        lengths are equal, or always with `force_pack` (to benchmark the two paths).
         """
         embedded = self.dropout(self.embedding(src))  # (B, S, E)
         lengths_cpu = lengths.cpu()
         longest = int(lengths_cpu.max())
-        if not pack and bool((lengths_cpu == longest).all()):  # nothing to pack: the fused path
+        if not force_pack and bool((lengths_cpu == longest).all()):  # nothing to pack: the fused path
             outputs, final = self.rnn(embedded[:, :longest])  # (B, L, D)
             outputs = nn.functional.pad(outputs, (0, 0, 0, src.size(1) - longest))
         else:
