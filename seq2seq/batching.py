@@ -191,10 +191,8 @@ def sorted_cuts(src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_tokens: 
         keys = (rng.random(len(members), dtype=np.float32), targets) if rng is not None else (targets,)
         members = members[np.lexsort(keys)]  # by target length, then random: widths ascend within the bucket
         order[filled:filled + len(members)] = members
-        widths = np.maximum(src_lengths[members], tgt_lengths[members]) + 1  # + 1 for EOS / BOS
-        width_starts = np.flatnonzero(np.diff(widths, prepend=-1))
-        groups += [_WidthGroup(filled + int(start), int(widths[start]), opens_batch=equal_source and i == 0)
-                   for i, start in enumerate(width_starts)]
+        groups += _source_groups(src_lengths[members], tgt_lengths[members], filled) if equal_source \
+            else [_WidthGroup(filled, key + 1)]  # + 1 for EOS / BOS
         filled += len(members)
     del bucket_key
     return order, np.array(_greedy_cuts(groups, n, batch_tokens) + [n], dtype=np.int64)
@@ -235,6 +233,15 @@ class _WidthGroup:
     start: int
     width: int
     opens_batch: bool = False
+
+
+def _source_groups(src_lengths: np.ndarray, tgt_lengths: np.ndarray, start: int) -> list[_WidthGroup]:
+    """The width groups of one source length's bucket (sorted by target length) from `start`; the first
+    opens a batch, so that no batch spans two source lengths."""
+    widths = np.maximum(src_lengths, tgt_lengths) + 1  # + 1 for EOS / BOS
+    width_starts = np.flatnonzero(np.diff(widths, prepend=-1))
+    return [_WidthGroup(start + int(first), int(widths[first]), opens_batch=i == 0)
+            for i, first in enumerate(width_starts)]
 
 
 def _greedy_cuts(groups: list[_WidthGroup], n: int, batch_tokens: int) -> list[int]:
