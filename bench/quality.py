@@ -3,7 +3,7 @@ on Multi30k de→en.
 
     python -m bench.quality [--minutes 10] [--copies 3] [--average-last 3]
     python -m bench.quality --pipeline [--config configs/multi30k_de_en.yaml] [--teacher-minutes 20] \
-        [--student-minutes 20]
+        [--student-minutes 20] [--work DIR] [--no-control]
 
 The study (default) trains, in turn and alone on the machine (each for the same wall-clock budget,
 `configs/quickstart.yaml`):
@@ -17,8 +17,8 @@ The pipeline trains CONFIG for TEACHER minutes, distils the training source with
 runs from the teacher's weights (train.init_from) for STUDENT minutes each, at the fine-tuning rate below:
   student  on the distilled corpus
   control  on the original corpus (what the same minutes give without distillation)
-and scores the teacher, both, and their ensemble; its wall-clock total is the teacher's, the distillation's
-and the student's minutes.
+and scores the teacher, both, and their ensemble (--no-control: the student alone); its wall-clock total is the
+teacher's, the distillation's and the student's minutes.
 Runs that finished before are reused (delete bench/results/quality/RUN to train it again). The timings of the
 distillation (translation of 29k sentences) and of decoding (sentences/s) are recorded with the scores.
 """
@@ -106,9 +106,8 @@ class Results:
         self.path.write_text(json.dumps(self.data, indent=2))
 
 
-def pipeline(config: str, teacher_minutes: float, student_minutes: float) -> None:
+def pipeline(config: str, teacher_minutes: float, student_minutes: float, work: Path, control: bool) -> None:
     """Teacher, distillation, and a student and a control started from the teacher (see the docstring)."""
-    work = WORK / Path(config).stem
     work.mkdir(parents=True, exist_ok=True)
     results = Results(work / "results.json")
     results.data.update(teacher_minutes=teacher_minutes, student_minutes=student_minutes, config=config)
@@ -122,9 +121,10 @@ def pipeline(config: str, teacher_minutes: float, student_minutes: float) -> Non
     started_from_teacher = [f"train.init_from={teacher}", *FINE_TUNING]
     student = train("student", student_minutes, [*started_from_teacher, f"data.train={prefix}"], config, work)
     results.scored("student", [str(student / "checkpoints/best.pt")])
-    control = train("control", student_minutes, started_from_teacher, config, work)
-    results.scored("control", [str(control / "checkpoints/best.pt")])
-    results.scored("ensemble_student_control", [str(r / "checkpoints/best.pt") for r in (student, control)])
+    if control:
+        control_run = train("control", student_minutes, started_from_teacher, config, work)
+        results.scored("control", [str(control_run / "checkpoints/best.pt")])
+        results.scored("ensemble_student_control", [str(r / "checkpoints/best.pt") for r in (student, control_run)])
     results.data["total_minutes"] = round(teacher_minutes + student_minutes
                                           + results.data["distillation"]["seconds"] / 60, 1)
     results.save()
@@ -165,9 +165,12 @@ def main() -> None:
     parser.add_argument("--config", default="configs/multi30k_de_en.yaml", help="the pipeline's recipe")
     parser.add_argument("--teacher-minutes", type=float, default=20.0)
     parser.add_argument("--student-minutes", type=float, default=20.0)
+    parser.add_argument("--work", type=Path, help="the pipeline's folder (default: bench/results/quality/CONFIG)")
+    parser.add_argument("--no-control", action="store_true", help="the pipeline without its control run")
     args = parser.parse_args()
     if args.pipeline:
-        pipeline(args.config, args.teacher_minutes, args.student_minutes)
+        work = args.work or WORK / Path(args.config).stem
+        pipeline(args.config, args.teacher_minutes, args.student_minutes, work, control=not args.no_control)
     else:
         study(args.minutes, args.copies, args.average_last)
 

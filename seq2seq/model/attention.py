@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seq2seq.model import fused
+
 
 class Attention(nn.Module):
     """Base: score(query, keys) → masked softmax → weighted sum of the memory.
@@ -47,8 +49,12 @@ class BahdanauAttention(Attention):
         return self.key_proj(memory)  # (B, S, A)
 
     def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        projected = self.query_proj(query)  # (B, K, A)
+        if type(self.v) is nn.Linear and fused.applies(keys, projected):
+            # one pass, and the (B, K, S, A) sum is never stored (the backward recomputes it)
+            return fused.additive_score(keys, projected, self.v.weight.view(-1))
         # (B, 1, S, A) + (B, K, 1, A); tanh in place: the sum is the biggest tensor of a step after the logits
-        return self.v(torch.tanh_(keys.unsqueeze(1) + self.query_proj(query).unsqueeze(2))).squeeze(-1)
+        return self.v(torch.tanh_(keys.unsqueeze(1) + projected.unsqueeze(2))).squeeze(-1)
 
 
 class DotAttention(Attention):

@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Optional, Union, cast
 import torch
 from torch import nn
 
+from seq2seq.model import fused
 from seq2seq.model.attention import Attention
 from seq2seq.model.dropout import ByteDropout
 from seq2seq.tokenizer import PAD
@@ -36,6 +37,8 @@ class RecurrentCell(nn.Module):
     def step(self, gates_in: torch.Tensor, h: torch.Tensor,
              c: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """gates_in: (B, G·H) projected input, h, c: (B, H) → new (h, c); c is None for a GRU."""
+        if self._fuses(gates_in, h):
+            return self._fused_step(gates_in, h, c)
         hidden_gates = self.hidden_proj(h)
         H = self.hidden_size
         # split/chunk rather than slicing: their backward is one concatenation, where each slice's
@@ -51,6 +54,19 @@ class RecurrentCell(nn.Module):
         r, z = torch.sigmoid(rz_in + rz_hidden).chunk(2, dim=1)
         n = torch.tanh(n_in + r * n_hidden)
         return n + z * (h - n), None
+
+    def _fuses(self, gates_in: torch.Tensor, h: torch.Tensor) -> bool:
+        """Whether this step takes the fused kernels: a float layer (not int8) on tensors they take."""
+        return type(self.hidden_proj) is nn.Linear and fused.applies(gates_in, h)
+
+    def _fused_step(self, gates_in: torch.Tensor, h: torch.Tensor,
+                    c: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        if self.kind == "lstm":
+            assert c is not None
+            # the hidden product adds itself to the input's gates (addmm): no separate sum, forward or backward
+            gates = torch.addmm(gates_in, h, self.hidden_proj.weight.t())
+            return fused.lstm_cell(gates, c)
+        return fused.gru_cell(gates_in, self.hidden_proj(h), h), None
 
 
 class Bridge(nn.Module):

@@ -1,0 +1,203 @@
+"""Fused element-wise kernels for the decoder's step, forward and backward (C++ in fused_step.cpp).
+
+Each of the three (the LSTM cell's gates, the GRU cell's gates, Bahdanau's score vᵀ tanh(k + q)) replaces
+8 to 12 eager PyTorch kernels and their autograd nodes with one call each way; the matrix products stay in
+PyTorch. The C++ file needs no torch headers: it is compiled at first use with the machine's C++ compiler
+(about a second, for this CPU: -march=native) into a per-user cache, and loaded with ctypes.
+
+The eager PyTorch path is the fallback, taken when no compiler is present, on a GPU, for int8 layers, or with
+SEQ2SEQ_FUSED=0. Both give the same gradients (tests/test_fused.py); the fused tanh is a rational
+approximation a few float ulp from torch's.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+
+SOURCE = Path(__file__).with_name("fused_step.cpp")
+DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float64: 2}
+FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fPIC", "-shared", "-std=c++17"]
+
+_int, _ptr = ctypes.c_int64, ctypes.c_void_p
+_SIGNATURES = {  # after the leading dtype code (c_int)
+    "s2s_lstm_forward": [_int, _int] + [_ptr] * 5,
+    "s2s_lstm_backward": [_int, _int] + [_ptr] * 7,
+    "s2s_gru_forward": [_int, _int] + [_ptr] * 5,
+    "s2s_gru_backward": [_int, _int] + [_ptr] * 6,
+    "s2s_additive_score_forward": [_int] * 4 + [_ptr] * 4,
+    "s2s_additive_score_backward": [_int] * 4 + [_ptr] * 7,
+}
+
+
+def cache_dir() -> Path:
+    """Where the compiled library is kept: $SEQ2SEQ_CACHE, else $XDG_CACHE_HOME/seq2seq, else ~/.cache/seq2seq."""
+    if os.environ.get("SEQ2SEQ_CACHE"):
+        return Path(os.environ["SEQ2SEQ_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seq2seq"
+
+
+def _cpu_signature() -> str:
+    """The CPU's feature flags, so that a cache shared between machines never loads another CPU's -march=native."""
+    try:
+        flags = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")]
+        return flags[0] if flags else ""
+    except OSError:
+        return ""
+
+
+def _compile(target: Path) -> None:
+    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        raise FileNotFoundError("no C++ compiler (g++ or $CXX)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # compile next to the target and rename: processes starting together (torchrun) never load a half-written file
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        built = Path(scratch) / target.name
+        subprocess.run([compiler, *FLAGS, "-o", str(built), str(SOURCE)], check=True, capture_output=True)
+        os.replace(built, target)
+
+
+@functools.lru_cache(maxsize=None)
+def library() -> Optional[ctypes.CDLL]:
+    """The compiled kernels, built on first use; None where they cannot be (no compiler)."""
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + _cpu_signature().encode()).hexdigest()
+    target = cache_dir() / f"fused_step-{key[:16]}.so"
+    try:
+        if not target.exists():
+            _compile(target)
+        lib = ctypes.CDLL(str(target))
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = getattr(error, "stderr", b"") or b""
+        print(f"seq2seq: fused decoder kernels unavailable ({error} {detail.decode(errors='replace')[:200]}); "
+              "using the eager PyTorch path", file=sys.stderr)
+        return None
+    for name, argtypes in _SIGNATURES.items():
+        function = getattr(lib, name)
+        function.argtypes, function.restype = [ctypes.c_int, *argtypes], ctypes.c_int
+    return lib
+
+
+_enabled = os.environ.get("SEQ2SEQ_FUSED", "1") != "0"
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """The eager PyTorch path inside the block (to compare the two in one process: tests, bench.fused)."""
+    global _enabled
+    before, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = before
+
+
+def applies(*tensors: torch.Tensor) -> bool:
+    """Whether the fused kernels take these tensors: all on the CPU in supported dtypes, enabled, library built."""
+    return (_enabled and all(t.device.type == "cpu" and t.dtype in DTYPE_CODES for t in tensors)
+            and library() is not None)
+
+
+def _call(name: str, dtype: torch.dtype, sizes: tuple[int, ...], *tensors: Optional[torch.Tensor]) -> None:
+    pointers = [None if t is None else t.data_ptr() for t in tensors]
+    status = getattr(library(), name)(DTYPE_CODES[dtype], *sizes, *pointers)
+    assert status == 0, f"{name}: unsupported dtype {dtype}"  # applies() admits only the three it knows
+
+
+def _accumulator(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+class LSTMCellFunction(torch.autograd.Function):
+    """gates (B, 4H) pre-activations [i f o g], c (B, H) → h (B, H), c (B, H)."""
+
+    @staticmethod
+    def forward(ctx: Any, gates: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gates, c_prev = gates.contiguous(), c_prev.contiguous()
+        h, c = torch.empty_like(c_prev), torch.empty_like(c_prev)
+        activated = torch.empty_like(gates) if ctx.needs_input_grad[0] or ctx.needs_input_grad[1] else None
+        _call("s2s_lstm_forward", gates.dtype, tuple(c_prev.shape), gates, c_prev, h, c, activated)
+        ctx.save_for_backward(activated, c_prev, c)
+        return h, c
+
+    @staticmethod
+    def backward(ctx: Any, dh: torch.Tensor, dc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        activated, c_prev, c = ctx.saved_tensors
+        dgates, dc_prev = torch.empty_like(activated), torch.empty_like(c_prev)
+        _call("s2s_lstm_backward", activated.dtype, tuple(c_prev.shape), activated, c_prev, c,
+              dh.to(c.dtype).contiguous(), dc.to(c.dtype).contiguous(), dgates, dc_prev)
+        return dgates, dc_prev
+
+
+class GRUCellFunction(torch.autograd.Function):
+    """gates_in, hidden_gates (B, 3H) [r z n] projections of the input and of h, h (B, H) → new h (B, H)."""
+
+    @staticmethod
+    def forward(ctx: Any, gates_in: torch.Tensor, hidden_gates: torch.Tensor, h_prev: torch.Tensor) -> torch.Tensor:
+        gates_in, hidden_gates, h_prev = gates_in.contiguous(), hidden_gates.contiguous(), h_prev.contiguous()
+        B, H = h_prev.shape
+        h = torch.empty_like(h_prev)
+        saved = h_prev.new_empty(B, 4 * H) if any(ctx.needs_input_grad) else None
+        _call("s2s_gru_forward", h_prev.dtype, (B, H), gates_in, hidden_gates, h_prev, h, saved)
+        ctx.save_for_backward(saved, h_prev)
+        return h
+
+    @staticmethod
+    def backward(ctx: Any, dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        saved, h_prev = ctx.saved_tensors
+        B, H = h_prev.shape
+        dgates_in, dhidden = h_prev.new_empty(B, 3 * H), h_prev.new_empty(B, 3 * H)
+        dh_prev = torch.empty_like(h_prev)
+        _call("s2s_gru_backward", h_prev.dtype, (B, H), saved, h_prev, dh.to(h_prev.dtype).contiguous(),
+              dgates_in, dhidden, dh_prev)
+        return dgates_in, dhidden, dh_prev
+
+
+class AdditiveScoreFunction(torch.autograd.Function):
+    """keys (B, S, A), query (B, K, A), v (A,) → scores (B, K, S) = Σ_a v_a tanh(keys + query)."""
+
+    @staticmethod
+    def forward(ctx: Any, keys: torch.Tensor, query: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        keys, query, v = keys.contiguous(), query.contiguous(), v.contiguous()
+        (B, S, A), K = keys.shape, query.size(1)
+        scores = keys.new_empty(B, K, S)
+        _call("s2s_additive_score_forward", keys.dtype, (B, K, S, A), keys, query, v, scores)
+        ctx.save_for_backward(keys, query, v)
+        return scores
+
+    @staticmethod
+    def backward(ctx: Any, dscores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        keys, query, v = ctx.saved_tensors
+        (B, S, A), K = keys.shape, query.size(1)
+        dkeys, dquery = torch.empty_like(keys), torch.empty_like(query)
+        dv_partial = keys.new_empty(B, A, dtype=_accumulator(keys.dtype))
+        _call("s2s_additive_score_backward", keys.dtype, (B, K, S, A), keys, query, v,
+              dscores.to(keys.dtype).contiguous(), dkeys, dquery, dv_partial)
+        return dkeys, dquery, dv_partial.sum(0).to(v.dtype)
+
+
+def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """gates (B, 4H) pre-activations [i f o g], c (B, H) → h, c; in the dtype the two promote to."""
+    dtype = torch.promote_types(gates.dtype, c.dtype)
+    return LSTMCellFunction.apply(gates.to(dtype), c.to(dtype))
+
+
+def gru_cell(gates_in: torch.Tensor, hidden_gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """gates_in, hidden_gates (B, 3H) [r z n], h (B, H) → new h; in the dtype the three promote to."""
+    dtype = torch.promote_types(torch.promote_types(gates_in.dtype, hidden_gates.dtype), h.dtype)
+    return GRUCellFunction.apply(gates_in.to(dtype), hidden_gates.to(dtype), h.to(dtype))
+
+
+def additive_score(keys: torch.Tensor, query: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """keys (B, S, A), query (B, K, A), v (A,) → (B, K, S), in keys' dtype (autocast's, when it runs)."""
+    return AdditiveScoreFunction.apply(keys, query.to(keys.dtype), v.to(keys.dtype))

@@ -1,0 +1,300 @@
+// The element-wise parts of one decoder step, forward and backward, each in one pass over its tensors:
+// the LSTM and GRU cells' gate math and Bahdanau attention's score vᵀ tanh(k + q).
+//
+// Plain C entry points over contiguous buffers (called through ctypes), so that this file needs no torch
+// headers and compiles in about a second at first use. Eager PyTorch runs each of these as 8-12 kernels
+// forward and as many backward, each a dispatch and an autograd node; here each is one call. The matrix
+// products stay in PyTorch (oneDNN/MKL), where they already run near the machine's peak.
+//
+// dtype codes: 0 float32, 1 bfloat16 (stored as uint16, computed in float), 2 float64 (for gradient checks).
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+// Eigen's rational approximation of tanh (a few ulp in float): branch-free, so loops over it vectorise,
+// where std::tanh would be a scalar call per element.
+inline float fast_tanh(float x) {
+  const float clamp = 7.90531110763549805f;
+  x = x < -clamp ? -clamp : (x > clamp ? clamp : x);
+  const float x2 = x * x;
+  float p = -2.76076847742355e-16f;
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 + -8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  float q = 1.19825839466702e-06f;
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  return x * p / q;
+}
+
+inline double fast_tanh(double x) { return std::tanh(x); }
+
+template <typename Acc>
+inline Acc sigmoid(Acc x) { return Acc(0.5) + Acc(0.5) * fast_tanh(Acc(0.5) * x); }
+
+struct BF16 { uint16_t bits; };
+
+inline float load(const float* p, int64_t i) { return p[i]; }
+inline double load(const double* p, int64_t i) { return p[i]; }
+inline float load(const BF16* p, int64_t i) {
+  uint32_t u = uint32_t(p[i].bits) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline void store(float* p, int64_t i, float x) { p[i] = x; }
+inline void store(double* p, int64_t i, double x) { p[i] = x; }
+inline void store(BF16* p, int64_t i, float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u += 0x7FFF + ((u >> 16) & 1);  // round to nearest even, as PyTorch's conversion does for finite values
+  p[i].bits = uint16_t(u >> 16);
+}
+
+template <typename T> struct AccOf { using type = float; };
+template <> struct AccOf<double> { using type = double; };
+
+// Each kernel works row by row through __restrict row pointers: with them the compiler needs no run-time
+// aliasing checks between the many input and output streams, and vectorises the inner loop.
+#define RESTRICT __restrict__
+
+// ---- LSTM: gates (B, 4H) = [i f o g] pre-activations (input and hidden parts summed), c (B, H).
+// act (B, 4H): the activated gates, for the backward; null when decoding.
+// SAVE: keep what the backward needs (false when decoding, which never runs one).
+template <typename T, bool SAVE>
+void lstm_row(int64_t H, const T* RESTRICT gates, const T* RESTRICT c_prev, T* RESTRICT h_out,
+              T* RESTRICT c_out, T* RESTRICT act) {
+  using Acc = typename AccOf<T>::type;
+  for (int64_t j = 0; j < H; ++j) {
+    const Acc i = sigmoid<Acc>(load(gates, j)), f = sigmoid<Acc>(load(gates, H + j));
+    const Acc o = sigmoid<Acc>(load(gates, 2 * H + j)), g = fast_tanh(Acc(load(gates, 3 * H + j)));
+    const Acc c = f * Acc(load(c_prev, j)) + i * g;
+    store(c_out, j, c);
+    store(h_out, j, o * fast_tanh(c));
+    if (SAVE) {
+      store(act, j, i);
+      store(act, H + j, f);
+      store(act, 2 * H + j, o);
+      store(act, 3 * H + j, g);
+    }
+  }
+}
+
+template <typename T>
+void lstm_backward_row(int64_t H, const T* RESTRICT act, const T* RESTRICT c_prev, const T* RESTRICT c_new,
+                       const T* RESTRICT dh, const T* RESTRICT dc_next, T* RESTRICT dgates, T* RESTRICT dc_prev) {
+  using Acc = typename AccOf<T>::type;
+  for (int64_t j = 0; j < H; ++j) {
+    const Acc i = load(act, j), f = load(act, H + j), o = load(act, 2 * H + j), g = load(act, 3 * H + j);
+    const Acc tc = fast_tanh(Acc(load(c_new, j)));
+    const Acc dh_j = load(dh, j);
+    const Acc dc = Acc(load(dc_next, j)) + dh_j * o * (Acc(1) - tc * tc);
+    store(dgates, j, dc * g * i * (Acc(1) - i));
+    store(dgates, H + j, dc * Acc(load(c_prev, j)) * f * (Acc(1) - f));
+    store(dgates, 2 * H + j, dh_j * tc * o * (Acc(1) - o));
+    store(dgates, 3 * H + j, dc * i * (Acc(1) - g * g));
+    store(dc_prev, j, dc * f);
+  }
+}
+
+// ---- GRU: gin, ghid (B, 3H) = [r z n] input and hidden projections, h (B, H).
+// saved (B, 4H) = [r z n ghid_n], what the backward needs; null when decoding.
+template <typename T, bool SAVE>
+void gru_row(int64_t H, const T* RESTRICT gin, const T* RESTRICT ghid, const T* RESTRICT h_prev,
+             T* RESTRICT h_out, T* RESTRICT saved) {
+  using Acc = typename AccOf<T>::type;
+  for (int64_t j = 0; j < H; ++j) {
+    const Acc r = sigmoid<Acc>(Acc(load(gin, j)) + Acc(load(ghid, j)));
+    const Acc z = sigmoid<Acc>(Acc(load(gin, H + j)) + Acc(load(ghid, H + j)));
+    const Acc hn = load(ghid, 2 * H + j);
+    const Acc n = fast_tanh(Acc(load(gin, 2 * H + j)) + r * hn);
+    const Acc h = load(h_prev, j);
+    store(h_out, j, n + z * (h - n));
+    if (SAVE) {
+      store(saved, j, r);
+      store(saved, H + j, z);
+      store(saved, 2 * H + j, n);
+      store(saved, 3 * H + j, hn);
+    }
+  }
+}
+
+template <typename T>
+void gru_backward_row(int64_t H, const T* RESTRICT saved, const T* RESTRICT h_prev, const T* RESTRICT dh,
+                      T* RESTRICT dgin, T* RESTRICT dghid, T* RESTRICT dh_prev) {
+  using Acc = typename AccOf<T>::type;
+  for (int64_t j = 0; j < H; ++j) {
+    const Acc r = load(saved, j), z = load(saved, H + j), n = load(saved, 2 * H + j), hn = load(saved, 3 * H + j);
+    const Acc d = load(dh, j), h = load(h_prev, j);
+    const Acc dn_pre = d * (Acc(1) - z) * (Acc(1) - n * n);
+    const Acc dr_pre = dn_pre * hn * r * (Acc(1) - r);
+    const Acc dz_pre = d * (h - n) * z * (Acc(1) - z);
+    store(dgin, j, dr_pre);
+    store(dgin, H + j, dz_pre);
+    store(dgin, 2 * H + j, dn_pre);
+    store(dghid, j, dr_pre);
+    store(dghid, H + j, dz_pre);
+    store(dghid, 2 * H + j, dn_pre * r);
+    store(dh_prev, j, d * z);
+  }
+}
+
+// Rows in parallel only when there is enough work to pay for waking the other threads.
+#define FOR_ROWS(B, H, BODY)                        \
+  _Pragma("omp parallel for if (B * H > 65536)")    \
+  for (int64_t b = 0; b < B; ++b) { BODY; }
+
+template <typename T>
+void lstm_forward(int64_t B, int64_t H, const T* gates, const T* c_prev, T* h_out, T* c_out, T* act) {
+  if (act) {
+    FOR_ROWS(B, H, (lstm_row<T, true>(H, gates + b * 4 * H, c_prev + b * H, h_out + b * H, c_out + b * H,
+                                      act + b * 4 * H)))
+  } else {
+    FOR_ROWS(B, H, (lstm_row<T, false>(H, gates + b * 4 * H, c_prev + b * H, h_out + b * H, c_out + b * H,
+                                       nullptr)))
+  }
+}
+
+template <typename T>
+void lstm_backward(int64_t B, int64_t H, const T* act, const T* c_prev, const T* c_new, const T* dh,
+                   const T* dc_next, T* dgates, T* dc_prev) {
+  FOR_ROWS(B, H, lstm_backward_row(H, act + b * 4 * H, c_prev + b * H, c_new + b * H, dh + b * H,
+                                   dc_next + b * H, dgates + b * 4 * H, dc_prev + b * H))
+}
+
+template <typename T>
+void gru_forward(int64_t B, int64_t H, const T* gin, const T* ghid, const T* h_prev, T* h_out, T* saved) {
+  if (saved) {
+    FOR_ROWS(B, H, (gru_row<T, true>(H, gin + b * 3 * H, ghid + b * 3 * H, h_prev + b * H, h_out + b * H,
+                                     saved + b * 4 * H)))
+  } else {
+    FOR_ROWS(B, H, (gru_row<T, false>(H, gin + b * 3 * H, ghid + b * 3 * H, h_prev + b * H, h_out + b * H,
+                                      nullptr)))
+  }
+}
+
+template <typename T>
+void gru_backward(int64_t B, int64_t H, const T* saved, const T* h_prev, const T* dh, T* dgin, T* dghid,
+                  T* dh_prev) {
+  FOR_ROWS(B, H, gru_backward_row(H, saved + b * 4 * H, h_prev + b * H, dh + b * H, dgin + b * 3 * H,
+                                  dghid + b * 3 * H, dh_prev + b * H))
+}
+
+// ---- Bahdanau score: keys (B, S, A), q (B, K, A), v (A) → scores (B, K, S) = Σ_a v_a tanh(k_sa + q_ka).
+// The (B, K, S, A) sum is never stored: the backward recomputes it, which costs less than writing it.
+template <typename T>
+void additive_score_forward(int64_t B, int64_t K, int64_t S, int64_t A, const T* keys, const T* q, const T* v,
+                            T* scores) {
+  using Acc = typename AccOf<T>::type;
+#pragma omp parallel
+  {
+    std::vector<Acc> vv(A), qq(A);
+    for (int64_t a = 0; a < A; ++a) vv[a] = load(v, a);
+#pragma omp for collapse(2)
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t k = 0; k < K; ++k) {
+        for (int64_t a = 0; a < A; ++a) qq[a] = load(q, (b * K + k) * A + a);
+        for (int64_t s = 0; s < S; ++s) {
+          const int64_t k0 = (b * S + s) * A;
+          Acc total = 0;
+#pragma omp simd reduction(+ : total)
+          for (int64_t a = 0; a < A; ++a) total += vv[a] * fast_tanh(Acc(load(keys, k0 + a)) + qq[a]);
+          store(scores, (b * K + k) * S + s, total);
+        }
+      }
+    }
+  }
+}
+
+// dkeys (B, S, A) and dq (B, K, A) in T; dv_partial (B, A) in the accumulation type, summed over B by the caller.
+template <typename T, typename Acc>
+void additive_score_backward(int64_t B, int64_t K, int64_t S, int64_t A, const T* keys, const T* q, const T* v,
+                             const T* dscores, T* dkeys, T* dq, Acc* dv_partial) {
+#pragma omp parallel
+  {
+    std::vector<Acc> vv(A), qq(K * A), dqq(K * A), dk(A);
+    for (int64_t a = 0; a < A; ++a) vv[a] = load(v, a);
+#pragma omp for
+    for (int64_t b = 0; b < B; ++b) {
+      Acc* dvb = dv_partial + b * A;
+      for (int64_t a = 0; a < A; ++a) dvb[a] = 0;
+      for (int64_t i = 0; i < K * A; ++i) { qq[i] = load(q, b * K * A + i); dqq[i] = 0; }
+      for (int64_t s = 0; s < S; ++s) {
+        const int64_t k0 = (b * S + s) * A;
+        for (int64_t a = 0; a < A; ++a) dk[a] = 0;
+        for (int64_t k = 0; k < K; ++k) {
+          const Acc ds = load(dscores, (b * K + k) * S + s);
+          const Acc* qk = qq.data() + k * A;
+          Acc* dqk = dqq.data() + k * A;
+          for (int64_t a = 0; a < A; ++a) {
+            const Acc t = fast_tanh(Acc(load(keys, k0 + a)) + qk[a]);
+            const Acc dpre = ds * vv[a] * (Acc(1) - t * t);
+            dk[a] += dpre;
+            dqk[a] += dpre;
+            dvb[a] += ds * t;
+          }
+        }
+        for (int64_t a = 0; a < A; ++a) store(dkeys, k0 + a, dk[a]);
+      }
+      for (int64_t i = 0; i < K * A; ++i) store(dq, b * K * A + i, dqq[i]);
+    }
+  }
+}
+
+}  // namespace
+
+#define DISPATCH(dtype, CALL)                                     \
+  switch (dtype) {                                                \
+    case 0: { using T = float; CALL; break; }                     \
+    case 1: { using T = BF16; CALL; break; }                      \
+    case 2: { using T = double; CALL; break; }                    \
+    default: return 1;                                            \
+  }                                                               \
+  return 0;
+
+extern "C" {
+
+int s2s_lstm_forward(int dtype, int64_t B, int64_t H, const void* gates, const void* c_prev, void* h_out,
+                     void* c_out, void* act) {
+  DISPATCH(dtype, lstm_forward<T>(B, H, (const T*)gates, (const T*)c_prev, (T*)h_out, (T*)c_out, (T*)act))
+}
+
+int s2s_lstm_backward(int dtype, int64_t B, int64_t H, const void* act, const void* c_prev, const void* c_new,
+                      const void* dh, const void* dc_next, void* dgates, void* dc_prev) {
+  DISPATCH(dtype, lstm_backward<T>(B, H, (const T*)act, (const T*)c_prev, (const T*)c_new, (const T*)dh,
+                                   (const T*)dc_next, (T*)dgates, (T*)dc_prev))
+}
+
+int s2s_gru_forward(int dtype, int64_t B, int64_t H, const void* gin, const void* ghid, const void* h_prev,
+                    void* h_out, void* saved) {
+  DISPATCH(dtype, gru_forward<T>(B, H, (const T*)gin, (const T*)ghid, (const T*)h_prev, (T*)h_out, (T*)saved))
+}
+
+int s2s_gru_backward(int dtype, int64_t B, int64_t H, const void* saved, const void* h_prev, const void* dh,
+                     void* dgin, void* dghid, void* dh_prev) {
+  DISPATCH(dtype, gru_backward<T>(B, H, (const T*)saved, (const T*)h_prev, (const T*)dh, (T*)dgin, (T*)dghid,
+                                  (T*)dh_prev))
+}
+
+int s2s_additive_score_forward(int dtype, int64_t B, int64_t K, int64_t S, int64_t A, const void* keys,
+                               const void* q, const void* v, void* scores) {
+  DISPATCH(dtype, additive_score_forward<T>(B, K, S, A, (const T*)keys, (const T*)q, (const T*)v, (T*)scores))
+}
+
+// dv_partial is float for float32 and bfloat16, double for float64.
+int s2s_additive_score_backward(int dtype, int64_t B, int64_t K, int64_t S, int64_t A, const void* keys,
+                                const void* q, const void* v, const void* dscores, void* dkeys, void* dq,
+                                void* dv_partial) {
+  DISPATCH(dtype, (additive_score_backward<T, typename AccOf<T>::type>(
+                      B, K, S, A, (const T*)keys, (const T*)q, (const T*)v, (const T*)dscores, (T*)dkeys,
+                      (T*)dq, (typename AccOf<T>::type*)dv_partial)))
+}
+
+}  // extern "C"
