@@ -1,6 +1,7 @@
 """Real training steps and real decoding as plain callables, for the tools that watch them run (profile, roofline)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Optional
 
 import torch
@@ -9,17 +10,22 @@ from bench.common import MULTI30K
 from seq2seq.batching import Batch, TrainingPairs
 from seq2seq.checkpoint import load_model
 from seq2seq.corpus import read_lines
+from seq2seq.model import build_model
 from seq2seq.step import TrainingStep, make_optimizer, make_scaler
 from seq2seq.translate import Translation, Translator
 
 
 def training_parts(checkpoint: str, batches: int, dtype: Optional[torch.dtype] = None,
-                   equal_source: Optional[bool] = None) -> tuple[TrainingStep, list[Batch]]:
+                   equal_source: Optional[bool] = None, rnn: Optional[str] = None) -> tuple[TrainingStep, list[Batch]]:
     """The trainer's step for the checkpoint's model on the CPU, built from the checkpoint's own train section
     (optimizer, lr, clip_norm, label_smoothing), with autocast in `dtype` (None: fp32); and `batches` real
     Multi30k batches at its batch size, with its tokenizers, cut as train.equal_source_lengths says unless
-    `equal_source` is given."""
+    `equal_source` is given. With `rnn`, the model is a fresh one of that cell, its sizes the checkpoint's."""
     loaded = load_model(checkpoint, "cpu")
+    if rnn is not None:
+        model_config = loaded.config.model.model_copy(update={"rnn": rnn})
+        fresh = build_model(model_config, loaded.src_tokenizer.vocab_size, loaded.tgt_tokenizer.vocab_size)
+        loaded = replace(loaded, model=fresh, config=loaded.config.model_copy(update={"model": model_config}))
     src = [loaded.src_tokenizer.encode(s) for s in read_lines(MULTI30K / "train.de.gz")[:4000]]
     tgt = [loaded.tgt_tokenizer.encode(t) for t in read_lines(MULTI30K / "train.en.gz")[:4000]]
     train_config = loaded.config.train

@@ -89,7 +89,8 @@ class TokenizerConfig(Section):
 
 
 class ModelConfig(Section):
-    rnn: Literal["lstm", "gru"] = "lstm"
+    # sru, qrnn: gates from the input alone, so the encoder's products run once per sequence (model/pooled.py)
+    rnn: Literal["lstm", "gru", "sru", "qrnn"] = "lstm"
     embedding_size: int = Field(default=256, gt=0)
     encoder_hidden: int = Field(default=256, gt=0, description="per direction")
     encoder_layers: int = Field(default=1, gt=0)

@@ -95,3 +95,16 @@ def test_peak_memory_is_the_commands_own_not_that_of_the_process_running_it(tmp_
     big = run_measured([sys.executable, "-c", "b = bytearray(200 * 2**20); b[::4096] = b'1' * len(b[::4096])"])
     assert small.peak_mb < 100
     assert 200 < big.peak_mb < 300
+
+
+def test_cells_and_fused_benchmarks_measure_every_cell_and_both_paths(tiny_run, monkeypatch):
+    import bench.workloads as workloads
+    from bench.cells import compare
+    from bench.fused import training
+    monkeypatch.setattr(workloads, "MULTI30K", MULTI30K)
+    checkpoint = str(tiny_run / "checkpoints/best.pt")
+    cells = compare(checkpoint, ["lstm", "sru", "qrnn"], None, rounds=1)
+    assert list(cells) == ["lstm", "sru", "qrnn"] and cells["lstm"]["step_speed_vs_lstm"] == 1.0
+    assert all(result["step_tgt_tokens_per_s"] > 0 for result in cells.values())
+    paths = training(checkpoint, None, rounds=1)
+    assert all(paths[part]["fused_s"] > 0 and paths[part]["eager_s"] > 0 for part in paths)

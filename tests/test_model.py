@@ -90,6 +90,7 @@ def test_attentional_vector_is_squashed_only_with_tanh(activation):
 
 @pytest.mark.parametrize("enc_layers, dec_layers, bidirectional, rnn", [
     (1, 1, True, "lstm"), (2, 1, True, "lstm"), (1, 3, False, "lstm"), (2, 2, True, "gru"), (3, 1, False, "gru"),
+    (2, 1, True, "sru"), (1, 2, False, "qrnn"),
 ])
 def test_bridge_maps_any_layer_count(enc_layers, dec_layers, bidirectional, rnn):
     config = small_config(encoder_layers=enc_layers, decoder_layers=dec_layers, bidirectional=bidirectional, rnn=rnn)
@@ -111,10 +112,11 @@ def test_logit_shapes_and_tied_embeddings():
     assert untied.decoder.generator.weight is not untied.decoder.embedding.weight
 
 
-def test_padding_does_not_change_a_sentence_output():
+@pytest.mark.parametrize("rnn", ["lstm", "sru", "qrnn"])
+def test_padding_does_not_change_a_sentence_output(rnn):
     """A sentence decodes the same alone and in a batch with longer, padded neighbours."""
     torch.manual_seed(0)
-    model = build_model(small_config(), V_SRC, V_TGT).eval()
+    model = build_model(small_config(rnn=rnn, encoder_layers=2), V_SRC, V_TGT).eval()
     batch = toy_batch()
     alone = collate([[10, 11]], [[10, 11, 12, 13, 14, 15]])
     with torch.no_grad():
@@ -123,7 +125,7 @@ def test_padding_does_not_change_a_sentence_output():
     assert torch.allclose(in_batch, single, atol=1e-5)
 
 
-@pytest.mark.parametrize("rnn", ["lstm", "gru"])
+@pytest.mark.parametrize("rnn", ["lstm", "gru", "sru", "qrnn"])
 @pytest.mark.parametrize("bidirectional", [True, False])
 @pytest.mark.parametrize("attention", ["bahdanau", "general", "dot"])
 def test_every_combination_trains(rnn, bidirectional, attention):
@@ -169,7 +171,7 @@ def test_byte_dropout_drops_at_its_rate_and_keeps_the_expectation():
     assert ByteDropout(0.999).p == 255 / 256  # the config allows p < 1; some of every input is kept
 
 
-@pytest.mark.parametrize("rnn", ["lstm", "gru"])
+@pytest.mark.parametrize("rnn", ["lstm", "gru", "sru"])
 @pytest.mark.parametrize("layers", [1, 2])
 def test_direct_bridge_starts_each_decoder_layer_from_its_encoder_layer(rnn, layers):
     config = small_config(rnn=rnn, bridge="direct", encoder_layers=layers, decoder_layers=layers,
@@ -177,7 +179,7 @@ def test_direct_bridge_starts_each_decoder_layer_from_its_encoder_layer(rnn, lay
     model = build_model(config, V_SRC, V_TGT).eval()
     batch = toy_batch()
     _, final = model.encoder(batch.src, batch.src_lengths)
-    final_h = final[0] if rnn == "lstm" else final  # (layers · 2 directions, B, 10)
+    final_h = final[0] if rnn == "lstm" else final  # (layers · 2 directions, B, 10); an SRU's is c alone
     state = model.encode(batch.src, batch.src_lengths)
     for layer in range(layers):
         assert torch.equal(state.h[layer], torch.cat([final_h[2 * layer], final_h[2 * layer + 1]], dim=1))

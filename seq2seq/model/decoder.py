@@ -16,6 +16,7 @@ from torch import nn
 from seq2seq.model import fused
 from seq2seq.model.attention import Attention
 from seq2seq.model.dropout import ByteDropout
+from seq2seq.model.pooled import NUM_GATES as POOLED_GATES
 from seq2seq.tokenizer import PAD
 
 EncoderFinal = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]  # h (L·dirs, B, H), or (h, c) for an LSTM
@@ -24,21 +25,34 @@ LayerStates = list[torch.Tensor]  # one (B, H) state per decoder layer
 OutputLayer = Callable[[torch.Tensor], torch.Tensor]  # attentional output (N, O) → logits (N, V)
 
 
+NUM_GATES = {"lstm": 4, "gru": 3, **POOLED_GATES}
+
+
 class RecurrentCell(nn.Module):
-    """One LSTM or GRU layer, stepped once per token on an input that is already projected to gates."""
+    """One LSTM, GRU, SRU or QRNN layer, stepped once per token on an input that is already projected to gates.
+
+    SRU and QRNN cells have no product on their previous state (pooled.py; QRNN with window 1 here, since
+    input feeding gives each step its input only after the previous step)."""
 
     def __init__(self, kind: str, input_size: int, hidden_size: int):
         super().__init__()
         self.kind, self.hidden_size = kind, hidden_size
-        num_gates = 4 if kind == "lstm" else 3
+        num_gates = NUM_GATES[kind]
         self.input_proj = nn.Linear(input_size, num_gates * hidden_size)
-        self.hidden_proj = nn.Linear(hidden_size, num_gates * hidden_size, bias=kind == "gru")
+        self.hidden_proj = (None if kind in POOLED_GATES
+                            else nn.Linear(hidden_size, num_gates * hidden_size, bias=kind == "gru"))
 
     def step(self, gates_in: torch.Tensor, h: torch.Tensor,
              c: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """gates_in: (B, G·H) projected input, h, c: (B, H) → new (h, c); c is None for a GRU."""
+        if self.hidden_proj is None:
+            assert c is not None  # SRU and QRNN layers carry their pooled state as c
+            if fused.applies(gates_in, c):
+                return fused.gated_cell(self.kind, gates_in, c)
+            return self._pooled_step(gates_in, c)
         if self._fuses(gates_in, h):
             return self._fused_step(gates_in, h, c)
+        assert self.hidden_proj is not None  # an LSTM or GRU layer
         hidden_gates = self.hidden_proj(h)
         H = self.hidden_size
         # split/chunk rather than slicing: their backward is one concatenation, where each slice's
@@ -55,17 +69,29 @@ class RecurrentCell(nn.Module):
         n = torch.tanh(n_in + r * n_hidden)
         return n + z * (h - n), None
 
+    def _pooled_step(self, gates_in: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.kind == "sru":
+            z, f, r, highway = gates_in.chunk(4, dim=1)
+            f, r = torch.sigmoid(f), torch.sigmoid(r)
+            c = f * c + (1 - f) * z
+            return r * c + (1 - r) * highway, c
+        z, f, o = gates_in.chunk(3, dim=1)
+        f = torch.sigmoid(f)
+        c = f * c + (1 - f) * torch.tanh(z)
+        return torch.sigmoid(o) * c, c
+
     def _fuses(self, gates_in: torch.Tensor, h: torch.Tensor) -> bool:
         """Whether this step takes the fused kernels: a float layer (not int8) on tensors they take."""
         return type(self.hidden_proj) is nn.Linear and fused.applies(gates_in, h)
 
     def _fused_step(self, gates_in: torch.Tensor, h: torch.Tensor,
                     c: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        assert self.hidden_proj is not None  # an LSTM or GRU layer
         if self.kind == "lstm":
             assert c is not None
             # the hidden product adds itself to the input's gates (addmm): no separate sum, forward or backward
             gates = torch.addmm(gates_in, h, self.hidden_proj.weight.t())
-            return fused.lstm_cell(gates, c)
+            return fused.gated_cell("lstm", gates, c)
         return fused.gru_cell(gates_in, self.hidden_proj(h), h), None
 
 
@@ -148,16 +174,21 @@ class Decoder(nn.Module):
         self.cells = nn.ModuleList(
             [RecurrentCell(rnn, embedding_size if i == 0 else hidden_size, hidden_size) for i in range(num_layers)]
         )
-        num_gates = 4 if rnn == "lstm" else 3
+        num_gates = NUM_GATES[rnn]
         self.feed_proj = nn.Linear(output_size, num_gates * hidden_size, bias=False)
         self.attention = attention
         self.combine = nn.Linear(hidden_size + memory_size, output_size)
         self.activation = nn.Tanh() if attentional_activation == "tanh" else nn.Identity()
         self.output_size = output_size
         self.generator = nn.Linear(output_size, vocab_size)
+        self.pooled = rnn in POOLED_GATES
 
     def init_state(self, memory: torch.Tensor, mask: torch.Tensor, h: LayerStates,
                    c: Optional[LayerStates]) -> DecoderState:
+        """The first step's state. SRU and QRNN cells carry one state, c, started from the bridge's; their h is
+        the layer's output, which no step reads back."""
+        if self.pooled:
+            c = list(h)
         feed = memory.new_zeros(memory.size(0), self.output_size)
         return DecoderState(h, c, feed, memory, self.attention.prepare_keys(memory), mask)
 

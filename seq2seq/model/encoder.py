@@ -1,4 +1,4 @@
-"""Source side: embeddings and a (bi)directional, multi-layer LSTM or GRU.
+"""Source side: embeddings and a (bi)directional, multi-layer LSTM, GRU, SRU or QRNN (the last two: pooled.py).
 
 A batch whose sources all have one length runs unpacked, which PyTorch hands to oneDNN's
 fused RNN on a CPU (forward and backward, fp32 and bf16); any other batch is packed, so that padding never
@@ -11,6 +11,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.model.dropout import ByteDropout
+from seq2seq.model.pooled import NUM_GATES as POOLED_KINDS
+from seq2seq.model.pooled import PooledRNN
 from seq2seq.tokenizer import PAD
 
 RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -23,17 +25,25 @@ class Encoder(nn.Module):
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
         self.dropout = ByteDropout(dropout)
         self.output_dropout = ByteDropout(output_dropout)
-        self.rnn = RNN_CLASSES[rnn](embedding_size, hidden_size, num_layers, batch_first=True,
-                                    bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn: nn.Module
+        if rnn in POOLED_KINDS:
+            self.rnn = PooledRNN(kind=rnn, input_size=embedding_size, hidden_size=hidden_size,
+                                 num_layers=num_layers, bidirectional=bidirectional, dropout=dropout)
+        else:
+            self.rnn = RNN_CLASSES[rnn](embedding_size, hidden_size, num_layers, batch_first=True,
+                                        bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
         self.output_size = hidden_size * (2 if bidirectional else 1)
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor, force_pack: bool = False):
         """src: (B, S) ids, lengths: (B,) → outputs (B, S, D), final state.
 
-        The final state is h: (L * dirs, B, H), or the pair (h, c) for an LSTM. The batch is packed unless all
-        lengths are equal, or always with `force_pack` (to benchmark the two paths).
-        """
+        The final state is (L * dirs, B, H): h for a GRU, c for an SRU or QRNN; the pair (h, c) for an LSTM.
+        An LSTM's or GRU's batch is packed unless all lengths are equal, or always with `force_pack` (to
+        benchmark the two paths); SRU and QRNN layers take the lengths as they are."""
         embedded = self.dropout(self.embedding(src))  # (B, S, E)
+        if isinstance(self.rnn, PooledRNN):
+            outputs, final = self.rnn(embedded, lengths)
+            return self.output_dropout(outputs), final
         lengths_cpu = lengths.cpu()
         longest = int(lengths_cpu.max())
         if not force_pack and bool((lengths_cpu == longest).all()):  # nothing to pack: the fused path

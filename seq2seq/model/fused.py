@@ -1,9 +1,10 @@
-"""Fused element-wise kernels for the decoder's step, forward and backward (C++ in fused_step.cpp).
+"""Fused element-wise kernels of the recurrent cells and attention, forward and backward (C++ in fused_step.cpp).
 
-Each of the three (the LSTM cell's gates, the GRU cell's gates, Bahdanau's score vᵀ tanh(k + q)) replaces
-8 to 12 eager PyTorch kernels and their autograd nodes with one call each way; the matrix products stay in
-PyTorch. The C++ file needs no torch headers: it is compiled at first use with the machine's C++ compiler
-(about a second, for this CPU: -march=native) into a per-user cache, and loaded with ctypes.
+Each (a step of an LSTM, GRU, SRU or QRNN cell, Bahdanau's score vᵀ tanh(k + q), and the forget-gate pooling of
+an SRU or QRNN layer over a whole sequence) replaces 8 to 12 eager PyTorch kernels and their autograd nodes (for
+the pooling, a loop over time of them) with one call each way; the matrix products stay in PyTorch. The C++ file
+needs no torch headers: it is compiled at first use with the machine's C++ compiler (about a second, for this
+CPU: -march=native) into a per-user cache, and loaded with ctypes.
 
 The eager PyTorch path is the fallback, taken when no compiler is present, on a GPU, for int8 layers, or with
 SEQ2SEQ_FUSED=0. Both give the same gradients (tests/test_fused.py); the fused tanh is a rational
@@ -30,13 +31,15 @@ DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float64: 2}
 FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fPIC", "-shared", "-std=c++17"]
 
 _int, _ptr = ctypes.c_int64, ctypes.c_void_p
-_SIGNATURES = {  # after the leading dtype code (c_int)
-    "s2s_lstm_forward": [_int, _int] + [_ptr] * 5,
-    "s2s_lstm_backward": [_int, _int] + [_ptr] * 7,
+_SIGNATURES: dict[str, list[Any]] = {  # after the leading dtype code (c_int)
+    **{f"s2s_{kind}_forward": [_int, _int] + [_ptr] * 5 for kind in ("lstm", "sru", "qrnn")},
+    **{f"s2s_{kind}_backward": [_int, _int] + [_ptr] * 7 for kind in ("lstm", "sru", "qrnn")},
     "s2s_gru_forward": [_int, _int] + [_ptr] * 5,
     "s2s_gru_backward": [_int, _int] + [_ptr] * 6,
     "s2s_additive_score_forward": [_int] * 4 + [_ptr] * 4,
     "s2s_additive_score_backward": [_int] * 4 + [_ptr] * 7,
+    "s2s_forget_pool_forward": [_int] * 3 + [_ptr] * 3 + [ctypes.c_int, _ptr],
+    "s2s_forget_pool_backward": [_int] * 3 + [_ptr] * 4 + [ctypes.c_int] + [_ptr] * 3,
 }
 
 
@@ -108,9 +111,10 @@ def applies(*tensors: torch.Tensor) -> bool:
             and library() is not None)
 
 
-def _call(name: str, dtype: torch.dtype, sizes: tuple[int, ...], *tensors: Optional[torch.Tensor]) -> None:
-    pointers = [None if t is None else t.data_ptr() for t in tensors]
-    status = getattr(library(), name)(DTYPE_CODES[dtype], *sizes, *pointers)
+def _call(name: str, dtype: torch.dtype, sizes: tuple[int, ...], *arguments: Optional[torch.Tensor] | int) -> None:
+    """The kernel `name` on these sizes; tensors are passed as pointers, plain ints (flags) as they are."""
+    values = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in arguments]
+    status = getattr(library(), name)(DTYPE_CODES[dtype], *sizes, *values)
     assert status == 0, f"{name}: unsupported dtype {dtype}"  # applies() admits only the three it knows
 
 
@@ -118,25 +122,27 @@ def _accumulator(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-class LSTMCellFunction(torch.autograd.Function):
-    """gates (B, 4H) pre-activations [i f o g], c (B, H) → h (B, H), c (B, H)."""
+class GatedCellFunction(torch.autograd.Function):
+    """One step of an LSTM, SRU or QRNN layer (`kind`): gates (B, G·H) pre-activations, c (B, H) → h, c (B, H).
+    Gate order: LSTM [i f o g], SRU [z f r x̂], QRNN [z f o] (fused_step.cpp gives each one's math)."""
 
     @staticmethod
-    def forward(ctx: Any, gates: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(ctx: Any, gates: torch.Tensor, c_prev: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
         gates, c_prev = gates.contiguous(), c_prev.contiguous()
         h, c = torch.empty_like(c_prev), torch.empty_like(c_prev)
         activated = torch.empty_like(gates) if ctx.needs_input_grad[0] or ctx.needs_input_grad[1] else None
-        _call("s2s_lstm_forward", gates.dtype, tuple(c_prev.shape), gates, c_prev, h, c, activated)
+        _call(f"s2s_{kind}_forward", gates.dtype, tuple(c_prev.shape), gates, c_prev, h, c, activated)
+        ctx.kind = kind
         ctx.save_for_backward(activated, c_prev, c)
         return h, c
 
     @staticmethod
-    def backward(ctx: Any, dh: torch.Tensor, dc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def backward(ctx: Any, dh: torch.Tensor, dc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         activated, c_prev, c = ctx.saved_tensors
         dgates, dc_prev = torch.empty_like(activated), torch.empty_like(c_prev)
-        _call("s2s_lstm_backward", activated.dtype, tuple(c_prev.shape), activated, c_prev, c,
+        _call(f"s2s_{ctx.kind}_backward", activated.dtype, tuple(c_prev.shape), activated, c_prev, c,
               dh.to(c.dtype).contiguous(), dc.to(c.dtype).contiguous(), dgates, dc_prev)
-        return dgates, dc_prev
+        return dgates, dc_prev, None
 
 
 class GRUCellFunction(torch.autograd.Function):
@@ -186,16 +192,43 @@ class AdditiveScoreFunction(torch.autograd.Function):
         return dkeys, dquery, dv_partial.sum(0).to(v.dtype)
 
 
-def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """gates (B, 4H) pre-activations [i f o g], c (B, H) → h, c; in the dtype the two promote to."""
+class ForgetPoolFunction(torch.autograd.Function):
+    """z, f (B, T, H) (f after its sigmoid), lengths (B,) int64 on the CPU → c (B, T, H), 0 on padding."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, f: torch.Tensor, lengths: torch.Tensor, reverse: bool) -> torch.Tensor:
+        z, f = z.contiguous(), f.contiguous()
+        c = torch.empty_like(z)
+        _call("s2s_forget_pool_forward", z.dtype, tuple(z.shape), z, f, lengths, int(reverse), c)
+        ctx.reverse = reverse
+        ctx.save_for_backward(z, f, c, lengths)
+        return c
+
+    @staticmethod
+    def backward(ctx: Any, dc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+        z, f, c, lengths = ctx.saved_tensors
+        dz, df = torch.empty_like(z), torch.empty_like(z)
+        _call("s2s_forget_pool_backward", z.dtype, tuple(z.shape), z, f, c, lengths, int(ctx.reverse),
+              dc.to(z.dtype).contiguous(), dz, df)
+        return dz, df, None, None
+
+
+def gated_cell(kind: str, gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An LSTM, SRU or QRNN step: gates (B, G·H) pre-activations, c (B, H) → h, c; in the dtype the two promote to."""
     dtype = torch.promote_types(gates.dtype, c.dtype)
-    return LSTMCellFunction.apply(gates.to(dtype), c.to(dtype))
+    return GatedCellFunction.apply(gates.to(dtype), c.to(dtype), kind)
 
 
 def gru_cell(gates_in: torch.Tensor, hidden_gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """gates_in, hidden_gates (B, 3H) [r z n], h (B, H) → new h; in the dtype the three promote to."""
     dtype = torch.promote_types(torch.promote_types(gates_in.dtype, hidden_gates.dtype), h.dtype)
     return GRUCellFunction.apply(gates_in.to(dtype), hidden_gates.to(dtype), h.to(dtype))
+
+
+def forget_pool(z: torch.Tensor, f: torch.Tensor, lengths: torch.Tensor, reverse: bool) -> torch.Tensor:
+    """c_t = f_t ⊙ c_{t-1} + (1 - f_t) ⊙ z_t over each sequence's first lengths[b] steps (backwards if `reverse`)."""
+    dtype = torch.promote_types(z.dtype, f.dtype)
+    return ForgetPoolFunction.apply(z.to(dtype), f.to(dtype), lengths.to(torch.int64).contiguous(), reverse)
 
 
 def additive_score(keys: torch.Tensor, query: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

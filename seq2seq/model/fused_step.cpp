@@ -1,5 +1,6 @@
 // The element-wise parts of one decoder step, forward and backward, each in one pass over its tensors:
-// the LSTM and GRU cells' gate math and Bahdanau attention's score vᵀ tanh(k + q).
+// the LSTM and GRU cells' gate math and Bahdanau attention's score vᵀ tanh(k + q); and the forget-gate
+// pooling of SRU and QRNN layers over a whole sequence, the only sequential part of those recurrences.
 //
 // Plain C entry points over contiguous buffers (called through ctypes), so that this file needs no torch
 // headers and compiles in about a second at first use. Eager PyTorch runs each of these as 8-12 kernels
@@ -104,6 +105,78 @@ void lstm_backward_row(int64_t H, const T* RESTRICT act, const T* RESTRICT c_pre
   }
 }
 
+// ---- SRU and QRNN steps (the decoder's): gates (B, G·H) pre-activations, c (B, H); no product on the state.
+// SRU  (G = 4) [z f r x̂]: c = σ(f) c + (1 - σ(f)) z, h = σ(r) c + (1 - σ(r)) x̂
+// QRNN (G = 3) [z f o]:   c = σ(f) c + (1 - σ(f)) tanh(z), h = σ(o) c
+// act: the gates after their activations (z and x̂ as they are for SRU), for the backward; null when decoding.
+template <typename T, bool SAVE>
+void sru_row(int64_t H, const T* RESTRICT gates, const T* RESTRICT c_prev, T* RESTRICT h_out,
+             T* RESTRICT c_out, T* RESTRICT act) {
+  using Acc = typename AccOf<T>::type;
+  for (int64_t j = 0; j < H; ++j) {
+    const Acc z = load(gates, j), f = sigmoid<Acc>(load(gates, H + j)), r = sigmoid<Acc>(load(gates, 2 * H + j));
+    const Acc highway = load(gates, 3 * H + j);
+    const Acc c = f * Acc(load(c_prev, j)) + (Acc(1) - f) * z;
+    store(c_out, j, c);
+    store(h_out, j, r * c + (Acc(1) - r) * highway);
+    if (SAVE) {
+      store(act, j, z);
+      store(act, H + j, f);
+      store(act, 2 * H + j, r);
+      store(act, 3 * H + j, highway);
+    }
+  }
+}
+
+template <typename T>
+void sru_backward_row(int64_t H, const T* RESTRICT act, const T* RESTRICT c_prev, const T* RESTRICT c_new,
+                      const T* RESTRICT dh, const T* RESTRICT dc_next, T* RESTRICT dgates, T* RESTRICT dc_prev) {
+  using Acc = typename AccOf<T>::type;
+  for (int64_t j = 0; j < H; ++j) {
+    const Acc z = load(act, j), f = load(act, H + j), r = load(act, 2 * H + j), highway = load(act, 3 * H + j);
+    const Acc c = load(c_new, j), dh_j = load(dh, j);
+    const Acc dc = Acc(load(dc_next, j)) + dh_j * r;
+    store(dgates, j, dc * (Acc(1) - f));
+    store(dgates, H + j, dc * (Acc(load(c_prev, j)) - z) * f * (Acc(1) - f));
+    store(dgates, 2 * H + j, dh_j * (c - highway) * r * (Acc(1) - r));
+    store(dgates, 3 * H + j, dh_j * (Acc(1) - r));
+    store(dc_prev, j, dc * f);
+  }
+}
+
+template <typename T, bool SAVE>
+void qrnn_row(int64_t H, const T* RESTRICT gates, const T* RESTRICT c_prev, T* RESTRICT h_out,
+              T* RESTRICT c_out, T* RESTRICT act) {
+  using Acc = typename AccOf<T>::type;
+  for (int64_t j = 0; j < H; ++j) {
+    const Acc z = fast_tanh(Acc(load(gates, j))), f = sigmoid<Acc>(load(gates, H + j));
+    const Acc o = sigmoid<Acc>(load(gates, 2 * H + j));
+    const Acc c = f * Acc(load(c_prev, j)) + (Acc(1) - f) * z;
+    store(c_out, j, c);
+    store(h_out, j, o * c);
+    if (SAVE) {
+      store(act, j, z);
+      store(act, H + j, f);
+      store(act, 2 * H + j, o);
+    }
+  }
+}
+
+template <typename T>
+void qrnn_backward_row(int64_t H, const T* RESTRICT act, const T* RESTRICT c_prev, const T* RESTRICT c_new,
+                       const T* RESTRICT dh, const T* RESTRICT dc_next, T* RESTRICT dgates, T* RESTRICT dc_prev) {
+  using Acc = typename AccOf<T>::type;
+  for (int64_t j = 0; j < H; ++j) {
+    const Acc z = load(act, j), f = load(act, H + j), o = load(act, 2 * H + j);
+    const Acc c = load(c_new, j), dh_j = load(dh, j);
+    const Acc dc = Acc(load(dc_next, j)) + dh_j * o;
+    store(dgates, j, dc * (Acc(1) - f) * (Acc(1) - z * z));
+    store(dgates, H + j, dc * (Acc(load(c_prev, j)) - z) * f * (Acc(1) - f));
+    store(dgates, 2 * H + j, dh_j * c * o * (Acc(1) - o));
+    store(dc_prev, j, dc * f);
+  }
+}
+
 // ---- GRU: gin, ghid (B, 3H) = [r z n] input and hidden projections, h (B, H).
 // saved (B, 4H) = [r z n ghid_n], what the backward needs; null when decoding.
 template <typename T, bool SAVE>
@@ -151,23 +224,28 @@ void gru_backward_row(int64_t H, const T* RESTRICT saved, const T* RESTRICT h_pr
   _Pragma("omp parallel for if (B * H > 65536)")    \
   for (int64_t b = 0; b < B; ++b) { BODY; }
 
-template <typename T>
-void lstm_forward(int64_t B, int64_t H, const T* gates, const T* c_prev, T* h_out, T* c_out, T* act) {
-  if (act) {
-    FOR_ROWS(B, H, (lstm_row<T, true>(H, gates + b * 4 * H, c_prev + b * H, h_out + b * H, c_out + b * H,
-                                      act + b * 4 * H)))
-  } else {
-    FOR_ROWS(B, H, (lstm_row<T, false>(H, gates + b * 4 * H, c_prev + b * H, h_out + b * H, c_out + b * H,
-                                       nullptr)))
+// The LSTM, SRU and QRNN steps share one shape: gates (B, G·H) and c (B, H) in, h and c out.
+#define GATED_CELL(NAME, G)                                                                                    \
+  template <typename T>                                                                                        \
+  void NAME##_forward(int64_t B, int64_t H, const T* gates, const T* c_prev, T* h_out, T* c_out, T* act) {     \
+    if (act) {                                                                                                 \
+      FOR_ROWS(B, H, (NAME##_row<T, true>(H, gates + b * G * H, c_prev + b * H, h_out + b * H, c_out + b * H, \
+                                          act + b * G * H)))                                                   \
+    } else {                                                                                                   \
+      FOR_ROWS(B, H, (NAME##_row<T, false>(H, gates + b * G * H, c_prev + b * H, h_out + b * H,               \
+                                           c_out + b * H, nullptr)))                                           \
+    }                                                                                                          \
+  }                                                                                                            \
+  template <typename T>                                                                                        \
+  void NAME##_backward(int64_t B, int64_t H, const T* act, const T* c_prev, const T* c_new, const T* dh,       \
+                       const T* dc_next, T* dgates, T* dc_prev) {                                              \
+    FOR_ROWS(B, H, NAME##_backward_row(H, act + b * G * H, c_prev + b * H, c_new + b * H, dh + b * H,          \
+                                       dc_next + b * H, dgates + b * G * H, dc_prev + b * H))                  \
   }
-}
 
-template <typename T>
-void lstm_backward(int64_t B, int64_t H, const T* act, const T* c_prev, const T* c_new, const T* dh,
-                   const T* dc_next, T* dgates, T* dc_prev) {
-  FOR_ROWS(B, H, lstm_backward_row(H, act + b * 4 * H, c_prev + b * H, c_new + b * H, dh + b * H,
-                                   dc_next + b * H, dgates + b * 4 * H, dc_prev + b * H))
-}
+GATED_CELL(lstm, 4)
+GATED_CELL(sru, 4)
+GATED_CELL(qrnn, 3)
 
 template <typename T>
 void gru_forward(int64_t B, int64_t H, const T* gin, const T* ghid, const T* h_prev, T* h_out, T* saved) {
@@ -248,6 +326,80 @@ void additive_score_backward(int64_t B, int64_t K, int64_t S, int64_t A, const T
   }
 }
 
+// ---- Forget-gate pooling over a whole sequence (SRU, QRNN): c_t = f_t ⊙ c_{t-1} + (1 - f_t) ⊙ z_t, c_{-1} = 0.
+// z, f, c: (B, T, H), f already through its sigmoid; sequence b runs over its first lengths[b] steps, from the
+// last one back when `reverse`; c is 0 on the padding after them. The loop over time is here, not in Python.
+template <typename T>
+void forget_pool_forward(int64_t B, int64_t Tn, int64_t H, const T* z, const T* f, const int64_t* lengths,
+                         int reverse, T* c) {
+  using Acc = typename AccOf<T>::type;
+#pragma omp parallel
+  {
+    std::vector<Acc> state(H);
+#pragma omp for
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t L = lengths[b];
+      for (int64_t j = 0; j < H; ++j) state[j] = 0;
+      for (int64_t step = 0; step < L; ++step) {
+        const int64_t o = (b * Tn + (reverse ? L - 1 - step : step)) * H;
+        const T* RESTRICT zt = z + o;
+        const T* RESTRICT ft = f + o;
+        T* RESTRICT ct = c + o;
+        Acc* RESTRICT st = state.data();
+        for (int64_t j = 0; j < H; ++j) {
+          const Acc fj = load(ft, j);
+          st[j] = fj * st[j] + (Acc(1) - fj) * Acc(load(zt, j));
+          store(ct, j, st[j]);
+        }
+      }
+      for (int64_t t = L; t < Tn; ++t)
+        for (int64_t j = 0; j < H; ++j) store(c + (b * Tn + t) * H, j, Acc(0));
+    }
+  }
+}
+
+// dc: (B, T, H) the gradient reaching each c_t from outside the recurrence → dz, df (0 on padding).
+template <typename T>
+void forget_pool_backward(int64_t B, int64_t Tn, int64_t H, const T* z, const T* f, const T* c,
+                          const int64_t* lengths, int reverse, const T* dc, T* dz, T* df) {
+  using Acc = typename AccOf<T>::type;
+#pragma omp parallel
+  {
+    std::vector<Acc> carry(H);
+#pragma omp for
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t L = lengths[b];
+      for (int64_t j = 0; j < H; ++j) carry[j] = 0;
+      for (int64_t step = L - 1; step >= 0; --step) {
+        const int64_t t = reverse ? L - 1 - step : step;
+        const int64_t o = (b * Tn + t) * H;
+        const bool first = step == 0;  // c_{-1} = 0
+        const int64_t prev = (b * Tn + (reverse ? t + 1 : t - 1)) * H;
+        const T* RESTRICT zt = z + o;
+        const T* RESTRICT ft = f + o;
+        const T* RESTRICT cp = c + (first ? o : prev);
+        const T* RESTRICT dct = dc + o;
+        T* RESTRICT dzt = dz + o;
+        T* RESTRICT dft = df + o;
+        Acc* RESTRICT cr = carry.data();
+        const Acc keep = first ? Acc(0) : Acc(1);
+        for (int64_t j = 0; j < H; ++j) {
+          const Acc g = Acc(load(dct, j)) + cr[j];
+          const Acc fj = load(ft, j);
+          store(dzt, j, g * (Acc(1) - fj));
+          store(dft, j, g * (keep * Acc(load(cp, j)) - Acc(load(zt, j))));
+          cr[j] = g * fj;
+        }
+      }
+      for (int64_t t = L; t < Tn; ++t)
+        for (int64_t j = 0; j < H; ++j) {
+          store(dz + (b * Tn + t) * H, j, Acc(0));
+          store(df + (b * Tn + t) * H, j, Acc(0));
+        }
+    }
+  }
+}
+
 }  // namespace
 
 #define DISPATCH(dtype, CALL)                                     \
@@ -261,16 +413,21 @@ void additive_score_backward(int64_t B, int64_t K, int64_t S, int64_t A, const T
 
 extern "C" {
 
-int s2s_lstm_forward(int dtype, int64_t B, int64_t H, const void* gates, const void* c_prev, void* h_out,
-                     void* c_out, void* act) {
-  DISPATCH(dtype, lstm_forward<T>(B, H, (const T*)gates, (const T*)c_prev, (T*)h_out, (T*)c_out, (T*)act))
-}
+#define GATED_CELL_ENTRY(NAME)                                                                                 \
+  int s2s_##NAME##_forward(int dtype, int64_t B, int64_t H, const void* gates, const void* c_prev, void* h_out, \
+                           void* c_out, void* act) {                                                           \
+    DISPATCH(dtype, NAME##_forward<T>(B, H, (const T*)gates, (const T*)c_prev, (T*)h_out, (T*)c_out, (T*)act)) \
+  }                                                                                                            \
+  int s2s_##NAME##_backward(int dtype, int64_t B, int64_t H, const void* act, const void* c_prev,              \
+                            const void* c_new, const void* dh, const void* dc_next, void* dgates,              \
+                            void* dc_prev) {                                                                   \
+    DISPATCH(dtype, NAME##_backward<T>(B, H, (const T*)act, (const T*)c_prev, (const T*)c_new, (const T*)dh,   \
+                                       (const T*)dc_next, (T*)dgates, (T*)dc_prev))                            \
+  }
 
-int s2s_lstm_backward(int dtype, int64_t B, int64_t H, const void* act, const void* c_prev, const void* c_new,
-                      const void* dh, const void* dc_next, void* dgates, void* dc_prev) {
-  DISPATCH(dtype, lstm_backward<T>(B, H, (const T*)act, (const T*)c_prev, (const T*)c_new, (const T*)dh,
-                                   (const T*)dc_next, (T*)dgates, (T*)dc_prev))
-}
+GATED_CELL_ENTRY(lstm)
+GATED_CELL_ENTRY(sru)
+GATED_CELL_ENTRY(qrnn)
 
 int s2s_gru_forward(int dtype, int64_t B, int64_t H, const void* gin, const void* ghid, const void* h_prev,
                     void* h_out, void* saved) {
@@ -295,6 +452,18 @@ int s2s_additive_score_backward(int dtype, int64_t B, int64_t K, int64_t S, int6
   DISPATCH(dtype, (additive_score_backward<T, typename AccOf<T>::type>(
                       B, K, S, A, (const T*)keys, (const T*)q, (const T*)v, (const T*)dscores, (T*)dkeys,
                       (T*)dq, (typename AccOf<T>::type*)dv_partial)))
+}
+
+int s2s_forget_pool_forward(int dtype, int64_t B, int64_t Tn, int64_t H, const void* z, const void* f,
+                            const int64_t* lengths, int reverse, void* c) {
+  DISPATCH(dtype, forget_pool_forward<T>(B, Tn, H, (const T*)z, (const T*)f, lengths, reverse, (T*)c))
+}
+
+int s2s_forget_pool_backward(int dtype, int64_t B, int64_t Tn, int64_t H, const void* z, const void* f,
+                             const void* c, const int64_t* lengths, int reverse, const void* dc, void* dz,
+                             void* df) {
+  DISPATCH(dtype, forget_pool_backward<T>(B, Tn, H, (const T*)z, (const T*)f, (const T*)c, lengths, reverse,
+                                          (const T*)dc, (T*)dz, (T*)df))
 }
 
 }  // extern "C"
