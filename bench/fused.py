@@ -1,6 +1,7 @@
 """The fused decoder kernels against the eager PyTorch path (issue 24), side by side in one process.
 
     python -m bench.fused --checkpoint runs/multi30k_de_en/checkpoints/best.pt [--rounds 5] [--threads 2]
+    python -m bench.fused --checkpoint CKPT --compile   # torch.compile of the decoder's step instead, fp32
 
 With the checkpoint's model and batch size, on the first 4,000 Multi30k training pairs (60 batches of them for
 the training figures) and the first 500 test2016 sentences: the decoder's loop forward and backward alone
@@ -8,6 +9,10 @@ the training figures) and the first 500 test2016 sentences: the decoder's loop f
 autocast, and greedy and beam-5 translation in fp32. Each round runs the fused path and then the eager one
 (seq2seq.model.fused.disabled) on the same batches, so the two share the machine's state; a figure is the
 median over rounds, and the ratio is fused / eager.
+
+--compile measures the issue's other way: torch.compile (inductor, dynamic shapes) of the decoder's step function
+alone (not the unrolled loop), against the eager step, both without the fused kernels, on the decoder's loop:
+the compile time of the first batches, and the loop's forward and backward afterwards.
 """
 from __future__ import annotations
 
@@ -95,14 +100,35 @@ def _timed(run: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+def compiled_step(checkpoint: str, rounds: int) -> dict:
+    """The decoder loop with Decoder._step compiled by torch.compile against the eager step (see the docstring)."""
+    step, batches = training_parts(checkpoint, 60, None)
+    decoder = step.model.decoder
+    with fused.disabled():
+        eager = [_loop_seconds(step, batches) for _ in range(rounds + 1)][1:]
+        started = time.perf_counter()
+        decoder._step = torch.compile(decoder._step, dynamic=True)  # type: ignore[method-assign]
+        _loop_seconds(step, batches[:2])
+        compile_s = time.perf_counter() - started
+        compiled = [_loop_seconds(step, batches) for _ in range(rounds + 1)][1:]
+    eager_s, compiled_s = statistics.median(eager), statistics.median(compiled)
+    return {"first_two_batches_with_compilation_s": round(compile_s, 1), "eager_loop_s": round(eager_s, 3),
+            "compiled_loop_s": round(compiled_s, 3), "compiled_rounds_s": [round(x, 3) for x in compiled],
+            "speedup": round(eager_s / compiled_s, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="torch.compile of the step instead (see above)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_large_blocks()
+    if args.compile:
+        print(json.dumps({"torch.compile of the decoder step, fp32": compiled_step(args.checkpoint, args.rounds)}))
+        return
     if fused.library() is None:
         raise SystemExit("the fused kernels could not be built (see the message above): nothing to compare")
     print(json.dumps({"fp32 training": training(args.checkpoint, None, args.rounds)}), flush=True)

@@ -242,3 +242,21 @@ def test_an_equal_length_batch_runs_unpacked_with_the_packed_path_s_outputs_stat
     tolerance = dict(atol=1e-5, rtol=1e-4) if dtype is None else dict(atol=0.05, rtol=0.05)
     for unpacked, packed in zip(*results):
         assert torch.allclose(unpacked, packed, **tolerance)
+
+
+@pytest.mark.parametrize("rnn", ["sru", "qrnn"])
+def test_sru_and_qrnn_models_decode_in_int8_and_bf16_close_to_fp32(rnn):
+    from seq2seq.precision import model_for_decoding
+
+    torch.manual_seed(0)
+    model = build_model(small_config(rnn=rnn, encoder_layers=2), V_SRC, V_TGT).eval()
+    batch = toy_batch()
+    with torch.no_grad():
+        exact = model(batch.src, batch.src_lengths, batch.tgt_in)
+        quantized = model_for_decoding(model, "int8", torch.device("cpu"))
+        assert type(quantized.encoder.rnn.layers[0][0].proj) is not torch.nn.Linear  # its products run in int8
+        int8 = quantized(batch.src, batch.src_lengths, batch.tgt_in)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(batch.src, batch.src_lengths, batch.tgt_in).float()
+    for reduced in (int8, bf16):
+        torch.testing.assert_close(reduced, exact, atol=0.05 * exact.abs().max().item(), rtol=0.05)

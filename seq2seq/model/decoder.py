@@ -19,7 +19,8 @@ from seq2seq.model.dropout import ByteDropout
 from seq2seq.model.pooled import NUM_GATES as POOLED_GATES
 from seq2seq.tokenizer import PAD
 
-EncoderFinal = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]  # h (L·dirs, B, H), or (h, c) for an LSTM
+# h (L·dirs, B, H) for a GRU, c for an SRU or QRNN, (h, c) for an LSTM
+EncoderFinal = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
 LayerStates = list[torch.Tensor]  # one (B, H) state per decoder layer
 
 OutputLayer = Callable[[torch.Tensor], torch.Tensor]  # attentional output (N, O) → logits (N, V)
@@ -52,7 +53,6 @@ class RecurrentCell(nn.Module):
             return self._pooled_step(gates_in, c)
         if self._fuses(gates_in, h):
             return self._fused_step(gates_in, h, c)
-        assert self.hidden_proj is not None  # an LSTM or GRU layer
         hidden_gates = self.hidden_proj(h)
         H = self.hidden_size
         # split/chunk rather than slicing: their backward is one concatenation, where each slice's
