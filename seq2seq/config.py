@@ -138,7 +138,8 @@ class ModelConfig(Section):
 
 class EarlyStoppingConfig(Section):
     metric: Literal["bleu", "loss"] = "bleu"
-    patience: int = Field(default=8, gt=0, description="validations without improvement before stopping")
+    patience: int = Field(default=8, gt=0, description="validations without improvement before stopping (under "
+                          "the cosine schedule, counted from the start of its annealing)")
 
 
 class TrainConfig(Section):

@@ -25,6 +25,11 @@ class LRSchedule:
             rate = c.min_lr + (rate - c.min_lr) * 0.5 * (1.0 + math.cos(math.pi * annealed))
         return max(c.min_lr, rate)
 
+    def counts_stalls(self, budget_used: float) -> bool:
+        """Whether a validation without improvement counts towards early stopping now: not in a cosine schedule's
+        full-rate phase, where a plateau is expected and the annealing still to come is what the budget is for."""
+        return self.config.schedule != "cosine" or budget_used >= self.config.anneal_start
+
     def on_validation(self, score: float) -> None:
         """Record a validation score (higher is better); on a plateau, lower the rate."""
         if self.config.schedule != "plateau":

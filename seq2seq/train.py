@@ -221,7 +221,7 @@ class Trainer:
         improved = p.best_score is None or score > p.best_score
         if improved:
             p.best_score, p.best_step, p.stalled_validations = score, p.step, 0
-        else:
+        elif self.schedule.counts_stalls(self._budget_used()):
             p.stalled_validations += 1
         log.info("step %d epoch %.2f | train %.3f valid %.3f ppl %.2f BLEU %.2f | lr %.2e | %.0f tok/s%s",
                  p.step, record["epoch"], record["train_loss"], record["valid_loss"], record["valid_ppl"],

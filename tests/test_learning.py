@@ -38,3 +38,16 @@ def test_mixed_precision_on_a_cpu_trains_in_bf16_like_fp32(tmp_path: Path):
     assert abs(records[True]["valid_loss"] - records[False]["valid_loss"]) < 0.05 * records[False]["valid_loss"]
     saved = read_checkpoint(tmp_path / "amp_True/checkpoints/last.pt")["model"]
     assert {tensor.dtype for tensor in saved.values()} == {torch.float32}
+
+
+def test_cosine_schedule_anneals_to_the_budget_and_early_stopping_waits_for_the_annealing():
+    from seq2seq.config import TrainConfig
+    from seq2seq.schedule import LRSchedule
+
+    cosine = LRSchedule(TrainConfig(schedule="cosine", lr=0.002, min_lr=1e-5, anneal_start=0.5))
+    assert cosine.lr(100, budget_used=0.3) == pytest.approx(0.002)  # full rate before the annealing
+    assert cosine.lr(100, budget_used=0.75) == pytest.approx((0.002 + 1e-5) / 2)
+    assert cosine.lr(100, budget_used=1.0) == pytest.approx(1e-5)
+    # a plateau at full rate is not a reason to stop: the budget's annealing half is still to come
+    assert not cosine.counts_stalls(0.3) and cosine.counts_stalls(0.5) and cosine.counts_stalls(0.9)
+    assert LRSchedule(TrainConfig(schedule="plateau")).counts_stalls(0.0)
