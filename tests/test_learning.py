@@ -44,10 +44,10 @@ def test_cosine_schedule_anneals_to_the_budget_and_early_stopping_waits_for_the_
     from seq2seq.config import TrainConfig
     from seq2seq.schedule import LRSchedule
 
-    cosine = LRSchedule(TrainConfig(schedule="cosine", lr=0.002, min_lr=1e-5, anneal_start=0.5))
+    cosine = LRSchedule(TrainConfig(schedule="cosine", lr=0.002, min_lr=1e-5, anneal_start=0.5, max_minutes=20))
     assert cosine.lr(100, budget_used=0.3) == pytest.approx(0.002)  # full rate before the annealing
     assert cosine.lr(100, budget_used=0.75) == pytest.approx((0.002 + 1e-5) / 2)
     assert cosine.lr(100, budget_used=1.0) == pytest.approx(1e-5)
     # a plateau at full rate is not a reason to stop: the budget's annealing half is still to come
     assert not cosine.counts_stalls(0.3) and cosine.counts_stalls(0.5) and cosine.counts_stalls(0.9)
-    assert LRSchedule(TrainConfig(schedule="plateau")).counts_stalls(0.0)
+    assert LRSchedule(TrainConfig(schedule="plateau", max_steps=100)).counts_stalls(0.0)

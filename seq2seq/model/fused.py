@@ -27,6 +27,8 @@ from typing import Any, Iterator, Optional
 import torch
 
 SOURCE = Path(__file__).with_name("fused_step.cpp")
+# the library's own environment variables (not service settings): where the build is kept, and an off switch
+CACHE_VARIABLE, SWITCH_VARIABLE = "SEQ2SEQ_CACHE", "SEQ2SEQ_FUSED"
 DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float64: 2}
 FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fPIC", "-shared", "-std=c++17"]
 
@@ -45,8 +47,8 @@ _SIGNATURES: dict[str, list[Any]] = {  # after the leading dtype code (c_int)
 
 def cache_dir() -> Path:
     """Where the compiled library is kept: $SEQ2SEQ_CACHE, else $XDG_CACHE_HOME/seq2seq, else ~/.cache/seq2seq."""
-    if os.environ.get("SEQ2SEQ_CACHE"):
-        return Path(os.environ["SEQ2SEQ_CACHE"])
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seq2seq"
 
 
@@ -91,7 +93,7 @@ def library() -> Optional[ctypes.CDLL]:
     return lib
 
 
-_enabled = os.environ.get("SEQ2SEQ_FUSED", "1") != "0"
+_enabled = os.environ.get(SWITCH_VARIABLE, "1") != "0"
 
 
 @contextlib.contextmanager
