@@ -25,6 +25,7 @@ from typing import Callable, Optional
 
 import torch
 
+from bench.encoder import _step_seconds
 from bench.workloads import training_parts, translating
 from seq2seq.allocator import keep_large_blocks
 from seq2seq.model import fused
@@ -49,13 +50,6 @@ def _loop_seconds(step, batches) -> float:
         outputs.float().square().mean().backward()
         total += time.perf_counter() - started
     return total
-
-
-def _step_seconds(step, batches) -> float:
-    started = time.perf_counter()
-    for batch in batches:
-        step([batch], batch.num_tgt_tokens)
-    return time.perf_counter() - started
 
 
 def _side_by_side(measure: Callable[[], float], rounds: int) -> dict:

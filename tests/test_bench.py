@@ -105,6 +105,9 @@ def test_cells_and_fused_benchmarks_measure_every_cell_and_both_paths(tiny_run, 
     checkpoint = str(tiny_run / "checkpoints/best.pt")
     cells = compare(checkpoint, ["lstm", "sru", "qrnn"], None, rounds=1)
     assert list(cells) == ["lstm", "sru", "qrnn"] and cells["lstm"]["step_speed_vs_lstm"] == 1.0
-    assert all(result["step_tgt_tokens_per_s"] > 0 for result in cells.values())
+    baseline = cells["lstm"]["step_tgt_tokens_per_s"]  # each cell's ratio is against the LSTM of the same run
+    assert all(r["step_speed_vs_lstm"] == round(r["step_tgt_tokens_per_s"] / baseline, 3) for r in cells.values())
     paths = training(checkpoint, None, rounds=1)
-    assert all(paths[part]["fused_s"] > 0 and paths[part]["eager_s"] > 0 for part in paths)
+    assert list(paths) == ["decoder loop forward+backward", "training step"]
+    assert all({"fused_s", "eager_s", "speedup"} <= set(paths[part]) for part in paths)
+    assert {"fused_tgt_tokens_per_s", "eager_tgt_tokens_per_s"} <= set(paths["training step"])
