@@ -5,7 +5,8 @@
 
 With the checkpoint's model and batch size, on the first 4,000 Multi30k training pairs (60 batches of them for
 the training figures) and the first 500 test2016 sentences: the decoder's loop forward and backward alone
-(encoder outputs detached), the trainer's whole step (forward, backward, clipping, Adam) in fp32 and in bf16
+(encoder outputs detached), the output layer and the loss forward and backward alone (on the decoder's outputs,
+computed beforehand), the trainer's whole step (forward, backward, clipping, Adam) in fp32 and in bf16
 autocast, and greedy and beam-5 translation in fp32. Each round runs the fused path and then the eager one
 (seq2seq.model.fused.disabled) on the same batches, so the two share the machine's state; a figure is the
 median over rounds, and the ratio is fused / eager.
@@ -52,6 +53,21 @@ def _loop_seconds(step, batches) -> float:
     return total
 
 
+def _loss_seconds(step, batches) -> float:
+    decoder, total = step.model.decoder, 0.0
+    for batch in batches:
+        step.zero_grad()
+        with step.autocast():
+            with torch.no_grad():
+                outputs = decoder.attentional_outputs(batch.tgt_in, step.model.encode(batch.src, batch.src_lengths))
+            outputs.requires_grad_()
+            started = time.perf_counter()
+            loss = step.loss(decoder.generator(outputs), batch)
+        loss.backward()
+        total += time.perf_counter() - started
+    return total
+
+
 def _side_by_side(measure: Callable[[], float], rounds: int) -> dict:
     """Seconds of `measure` fused and eager, alternating, after one warm-up of each; medians and their ratio."""
     seconds: dict[str, list[float]] = {"fused": [], "eager": []}
@@ -72,6 +88,7 @@ def training(checkpoint: str, dtype: Optional[torch.dtype], rounds: int) -> dict
     step, batches = training_parts(checkpoint, 60, dtype)
     tokens = sum(batch.num_tgt_tokens for batch in batches)
     results = {"decoder loop forward+backward": _side_by_side(lambda: _loop_seconds(step, batches), rounds),
+               "output layer and loss forward+backward": _side_by_side(lambda: _loss_seconds(step, batches), rounds),
                "training step": _side_by_side(lambda: _step_seconds(step, batches), rounds)}
     for path in ("fused", "eager"):
         results["training step"][f"{path}_tgt_tokens_per_s"] = round(tokens / results["training step"][f"{path}_s"])

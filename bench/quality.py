@@ -3,7 +3,7 @@ on Multi30k de→en.
 
     python -m bench.quality [--minutes 10] [--copies 3] [--average-last 3]
     python -m bench.quality --pipeline [--config configs/multi30k_de_en.yaml] [--teacher-minutes 20] \
-        [--student-minutes 20] [--work DIR] [--no-control]
+        [--student-minutes 20] [--work DIR] [--no-control] [--student-set KEY=VALUE ...]
 
 The study (default) trains, in turn and alone on the machine (each for the same wall-clock budget,
 `configs/quickstart.yaml`):
@@ -18,7 +18,9 @@ runs from the teacher's weights (train.init_from) for STUDENT minutes each, at t
   student  on the distilled corpus
   control  on the original corpus (what the same minutes give without distillation)
 and scores the teacher, both, and their ensemble (--no-control: the student alone); its wall-clock total is the
-teacher's, the distillation's and the student's minutes.
+teacher's, the distillation's and the student's minutes. --student-set adds config overrides to the student's
+and the control's training (e.g. train.early_stopping.patience=1000 to train the whole budget: their schedule
+anneals from the start, so early stopping counts every stall).
 Runs that finished before are reused (delete bench/results/quality/RUN to train it again). The timings of the
 distillation (translation of 29k sentences) and of decoding (sentences/s) are recorded with the scores.
 """
@@ -106,11 +108,13 @@ class Results:
         self.path.write_text(json.dumps(self.data, indent=2))
 
 
-def pipeline(config: str, teacher_minutes: float, student_minutes: float, work: Path, control: bool) -> None:
+def pipeline(config: str, teacher_minutes: float, student_minutes: float, work: Path, control: bool,
+             student_sets: list[str]) -> None:
     """Teacher, distillation, and a student and a control started from the teacher (see the docstring)."""
     work.mkdir(parents=True, exist_ok=True)
     results = Results(work / "results.json")
-    results.data.update(teacher_minutes=teacher_minutes, student_minutes=student_minutes, config=config)
+    results.data.update(teacher_minutes=teacher_minutes, student_minutes=student_minutes, config=config,
+                        student_sets=student_sets)
     teacher = str(train("teacher", teacher_minutes, [], config, work) / "checkpoints/best.pt")
     results.scored("teacher", [teacher])
     if "distillation" not in results.data:
@@ -118,7 +122,7 @@ def pipeline(config: str, teacher_minutes: float, student_minutes: float, work: 
         results.data["distillation"] = {"seconds": round(seconds, 1), "teachers": [teacher], "prefix": str(prefix)}
         results.save()
     prefix = results.data["distillation"]["prefix"]
-    started_from_teacher = [f"train.init_from={teacher}", *FINE_TUNING]
+    started_from_teacher = [f"train.init_from={teacher}", *FINE_TUNING, *student_sets]
     student = train("student", student_minutes, [*started_from_teacher, f"data.train={prefix}"], config, work)
     results.scored("student", [str(student / "checkpoints/best.pt")])
     if control:
@@ -167,10 +171,13 @@ def main() -> None:
     parser.add_argument("--student-minutes", type=float, default=20.0)
     parser.add_argument("--work", type=Path, help="the pipeline's folder (default: bench/results/quality/CONFIG)")
     parser.add_argument("--no-control", action="store_true", help="the pipeline without its control run")
+    parser.add_argument("--student-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="the pipeline: a config override for the student's (and control's) training")
     args = parser.parse_args()
     if args.pipeline:
         work = args.work or WORK / Path(args.config).stem
-        pipeline(args.config, args.teacher_minutes, args.student_minutes, work, control=not args.no_control)
+        pipeline(args.config, args.teacher_minutes, args.student_minutes, work, control=not args.no_control,
+                 student_sets=args.student_set)
     else:
         study(args.minutes, args.copies, args.average_last)
 

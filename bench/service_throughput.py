@@ -1,7 +1,8 @@
 """Service throughput and latency under concurrent clients, against offline batch translation of the same
 sentences with the same settings, measured side by side in one run.
 
-    python -m bench.service_throughput --checkpoint runs/multi30k_de_en/checkpoints/best.pt [--clients 1 8 32]
+    python -m bench.service_throughput --checkpoint runs/multi30k_de_en/checkpoints/best.pt
+        [--clients 1 8 32] [--decoders 2]
 
 Each client sends one sentence per request and waits for the answer before sending the next. Reports
 sentences/s, p50/p95/p99 latency, the server's peak resident memory, and service/offline throughput;
@@ -34,9 +35,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(checkpoints: str | list[str], port: int, threads: int | None = None) -> subprocess.Popen:
-    """`seq2seq serve` on `port` serving `checkpoints`, once /ready answers 200."""
-    env = {**os.environ, "SEQ2SEQ_QUEUE_SENTENCES": "100000"}
+def start_server(checkpoints: str | list[str], port: int, threads: int | None = None,
+                 decoders: int = 1) -> subprocess.Popen:
+    """`seq2seq serve` on `port` serving `checkpoints` with `decoders` decoder processes, once /ready answers 200."""
+    env = {**os.environ, "SEQ2SEQ_QUEUE_SENTENCES": "100000", "SEQ2SEQ_DECODERS": str(decoders)}
     if threads:
         env["SEQ2SEQ_THREADS"] = str(threads)
     paths = [checkpoints] if isinstance(checkpoints, str) else checkpoints
@@ -134,14 +136,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def service_benchmark(checkpoint: str, sentences: list[str], clients: list[int], beam_size: int = 5, repeats: int = 3,
-                      server_threads: int | None = None) -> dict:
+                      server_threads: int | None = None, decoders: int = 1) -> dict:
     """Offline batch translation and the server under each number of clients, interleaved, medians of `repeats`."""
     translator = Translator(checkpoint, device="cpu")
     options = translator.options(beam_size=beam_size)
     port = free_port()
-    server = start_server(checkpoint, port, server_threads)
+    server = start_server(checkpoint, port, server_threads, decoders)
     url = f"http://127.0.0.1:{port}"
-    results: dict = {"sentences": len(sentences), "beam_size": beam_size, "clients": {}}
+    results: dict = {"sentences": len(sentences), "beam_size": beam_size, "decoders": decoders, "clients": {}}
     try:
         asyncio.run(run_clients(port, sentences[:50], 8, beam_size))  # warm-up
         offline_runs: list[float] = []
@@ -179,11 +181,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--server-threads", type=int, help="torch threads in the server (default: all cores)")
+    parser.add_argument("--server-threads", type=int, help="torch threads in each decoder process (default: the "
+                        "cores divided among them)")
+    parser.add_argument("--decoders", type=int, default=1, help="the server's decoder processes (SEQ2SEQ_DECODERS)")
     args = parser.parse_args()
 
     results = service_benchmark(args.checkpoint, read_lines(args.source)[: args.sentences], args.clients,
-                                args.beam_size, args.repeats, args.server_threads)
+                                args.beam_size, args.repeats, args.server_threads, args.decoders)
     print(f"offline batch: {results['offline_sentences_per_s']} sent/s "
           f"(beam {args.beam_size}, {results['sentences']} sentences)")
     print("clients | sent/s | vs offline | p50 ms | p95 ms | p99 ms")

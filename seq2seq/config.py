@@ -138,8 +138,9 @@ class ModelConfig(Section):
 
 class EarlyStoppingConfig(Section):
     metric: Literal["bleu", "loss"] = "bleu"
-    patience: int = Field(default=8, gt=0, description="validations without improvement before stopping (under "
-                          "the cosine schedule, counted from the start of its annealing)")
+    patience: Optional[int] = Field(default=8, gt=0, description="validations without improvement before stopping "
+                                    "(under the cosine schedule, counted from the start of its annealing); null: "
+                                    "never stop early (the metric still chooses the best checkpoint)")
 
 
 class TrainConfig(Section):

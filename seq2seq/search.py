@@ -12,6 +12,7 @@ from typing import Any, Optional, Protocol
 import torch
 
 from seq2seq.config import DecodeConfig
+from seq2seq.model import fused
 from seq2seq.model.decoder import OutputLayer
 from seq2seq.tokenizer import BOS, EOS, UNK
 
@@ -58,19 +59,24 @@ def length_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
 
 def best_tokens(logits: torch.Tensor, k: int, step: int, limits: torch.Tensor,
                 options: DecodeConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's k best allowed tokens as log-probabilities, best first. logits: (N, V), overwritten → (N, k), (N, k).
+    """Each row's k best allowed tokens as log-probabilities, best first. logits: (N, V), overwritten on the eager
+    path → (N, k), (N, k).
 
     The same as taking the log-softmax, applying the rules (the length limits, the minimum length, no unk)
     and then the top k, but the (N, V) log-probabilities are never written: the candidates come from the
-    logits, the log-normaliser is summed in place, and the rules apply to the candidates alone. Spare
-    candidates stand in for any the rules remove.
+    logits, the log-normaliser is summed in place (or both in one fused kernel), and the rules apply to the
+    candidates alone. Spare candidates stand in for any the rules remove.
     """
     at_limit = step + 1 >= limits  # (N,) these rows must end now
     before_min = step < options.min_length
     spare = int(options.block_unk) + int(before_min)
-    values, ids = top_k(logits, k + spare)  # (N, k + spare)
-    eos_logits = logits[:, EOS].clone()
-    log_norm = _log_sum_exp_(logits, values[:, :1])  # (N, 1)
+    if fused.applies(logits):  # one kernel for the top k and the log-normaliser (BENCHMARKS.md)
+        values, ids, log_norm = fused.top_k_log_norm(logits, k + spare)  # (N, k + spare), (N, 1)
+        eos_logits = logits[:, EOS].to(values.dtype)
+    else:
+        values, ids = top_k(logits, k + spare)  # (N, k + spare)
+        eos_logits = logits[:, EOS].clone()
+        log_norm = _log_sum_exp_(logits, values[:, :1])  # (N, 1)
     values = values - log_norm
     if options.block_unk:
         values = values.masked_fill(ids == UNK, float("-inf"))

@@ -12,15 +12,18 @@ from torch.nn.parallel import DistributedDataParallel
 from seq2seq.batching import Batch
 from seq2seq.config import TrainConfig
 from seq2seq.faults import fault_point
-from seq2seq.model import Seq2Seq
+from seq2seq.model import Seq2Seq, fused
 from seq2seq.precision import autocast
 from seq2seq.tokenizer import PAD
 
 
 def token_loss_sum(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Summed cross-entropy over non-padding target tokens. logits: (B, T, V), targets: (B, T)."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD,
-                           label_smoothing=label_smoothing, reduction="sum")
+    """Summed cross-entropy over non-padding target tokens, in float. logits: (B, T, V), targets: (B, T)."""
+    logits, targets = logits.flatten(0, 1), targets.flatten()
+    if fused.applies(logits):  # one pass each way over the logits, in their dtype (BENCHMARKS.md)
+        return fused.smoothed_cross_entropy_sum(logits, targets, label_smoothing, PAD)
+    return F.cross_entropy(logits.float(), targets, ignore_index=PAD, label_smoothing=label_smoothing,
+                           reduction="sum")
 
 
 def fused_adam_available(device: torch.device) -> bool:

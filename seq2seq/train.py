@@ -228,7 +228,7 @@ class Trainer:
                  record["bleu"], record["lr"], tokens_per_sec, " | new best" if improved else "")
         self.run_state.log_metrics(record, p.history)
         self.run_state.save(p, best=improved, step_copy=True)
-        if p.stalled_validations >= t.early_stopping.patience:
+        if t.early_stopping.patience is not None and p.stalled_validations >= t.early_stopping.patience:
             return f"early stopping: {t.early_stopping.metric} did not improve for {p.stalled_validations} validations"
         return None
 

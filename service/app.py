@@ -55,12 +55,19 @@ class ServiceState:
         self.load_error: Optional[str] = None  # why the models could not be loaded, when they could not
 
     def start_decoding(self, registry: ModelRegistry) -> None:
-        """Start the decoder process with the registry's models and the batcher that feeds it."""
-        decoder = DecoderProcess({m.name: m.checkpoints for m in registry.models}, device=self.settings.device,
-                                 batch_tokens=self.settings.batch_max_tokens, threads=self.settings.threads,
-                                 precision=self.settings.reduced_precision)
-        decoder.start()
-        self.batcher.start(decoder)
+        """Start the decoder processes with the registry's models and the batcher that feeds them."""
+        decoders = [DecoderProcess({m.name: m.checkpoints for m in registry.models}, device=self.settings.device,
+                                   batch_tokens=self.settings.batch_max_tokens,
+                                   threads=self.settings.threads_per_decoder, precision=self.settings.reduced_precision)
+                    for _ in range(self.settings.decoders)]
+        try:
+            for decoder in decoders:
+                decoder.start()
+        except Exception:
+            for decoder in decoders:  # the ones already started; stop() passes over the others
+                decoder.stop()
+            raise
+        self.batcher.start(decoders)
 
     def require_models(self) -> ModelRegistry:
         if self.registry is None and self.load_error:

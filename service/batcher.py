@@ -4,7 +4,10 @@ A request is admitted whole or refused (Overloaded). Its sentences are queued in
 batch's token budget: without turns, one request of many long sentences at a wide beam would be a single
 decoder job, and every request arriving after it would wait for all of it; with them, each waits for about
 one batch of it. Concurrent turns are gathered for a few milliseconds (or until the budget is full) and
-handed as one batch to the decoder process by a worker thread, so the event loop never blocks."""
+handed as one batch to a decoder process by a worker thread, so the event loop never blocks. With several
+decoder processes (`decoders`), each has its own worker thread taking batches from the one queue: while one
+process decodes, the next batch gathers for another, instead of the decoder waiting while its answers go back
+and the next requests arrive."""
 from __future__ import annotations
 
 import asyncio
@@ -99,25 +102,28 @@ class Batcher:
         self.max_wait = max_wait_ms / 1000.0
         self.max_tokens = max_tokens
         self.room = QueueRoom(max_queued_sentences, metrics)
-        self.queue: queue.Queue[Optional[Job]] = queue.Queue()
-        self.thread: Optional[threading.Thread] = None
-        self.decoder: Optional[DecoderProcess] = None
+        self.queue: queue.Queue[Optional[Job]] = queue.Queue()  # None: a worker's signal to stop
+        self.threads: list[threading.Thread] = []
+        self.decoders: list[DecoderProcess] = []
 
-    def start(self, decoder: DecoderProcess) -> None:
-        """Begin handing batches to `decoder` (already started)."""
-        self.decoder = decoder
-        self.thread = threading.Thread(target=self._run, name="batcher", daemon=True)
-        self.thread.start()
+    def start(self, decoders: list[DecoderProcess]) -> None:
+        """Begin handing batches to `decoders` (already started), one worker thread each."""
+        self.decoders = decoders
+        self.threads = [threading.Thread(target=self._run, args=(decoder,), name=f"batcher-{index}", daemon=True)
+                        for index, decoder in enumerate(decoders)]
+        for thread in self.threads:
+            thread.start()
 
     def stop(self) -> None:
-        """Finish everything queued, then end the worker."""
-        if self.thread:
+        """Finish everything queued, then end the workers and their decoders."""
+        for _ in self.threads:
             self.queue.put(None)
-            self.thread.join()
-            self.thread = None
-        if self.decoder:
-            self.decoder.stop()
-            self.decoder = None
+        for thread in self.threads:
+            thread.join()
+        self.threads = []
+        for decoder in self.decoders:
+            decoder.stop()
+        self.decoders = []
 
     async def translate(self, model: ServedModel, texts: list[str], options: DecodeConfig,
                         with_attention: bool, timeout: float) -> list[Translation]:
@@ -152,14 +158,14 @@ class Batcher:
             job.cancelled = True  # done, timed out or the client went away: the worker skips it if not begun
 
     # --- the worker thread -------------------------------------------------------------------------
-    def _run(self) -> None:
+    def _run(self, decoder: DecoderProcess) -> None:
         while True:
             first = self.queue.get()
             if first is None:
                 return
             jobs, stopping = self._gather(first)
             for group in self._groups(jobs):
-                self._decode(group)
+                self._decode(group, decoder)
             if stopping:
                 return
 
@@ -179,11 +185,19 @@ class Batcher:
         return jobs, False
 
     def _drain(self) -> list[Job]:
-        jobs = []
-        while not self.queue.empty():
-            job = self.queue.get_nowait()
-            if job is not None:
+        """The jobs still queued; the other workers' stop signals go back for them."""
+        jobs, signals = [], 0
+        while True:
+            try:
+                job = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                signals += 1
+            else:
                 jobs.append(job)
+        for _ in range(signals):
+            self.queue.put(None)
         return jobs
 
     @staticmethod
@@ -193,17 +207,16 @@ class Batcher:
             groups.setdefault(job.batch_key, []).append(job)
         return list(groups.values())
 
-    def _decode(self, jobs: list[Job]) -> None:
+    def _decode(self, jobs: list[Job], decoder: DecoderProcess) -> None:
         live = [job for job in jobs if not job.cancelled]
         self.room.give_back(sum(len(job.texts) for job in jobs))
         if not live:
             return
         texts = [text for job in live for text in job.texts]
         model = live[0].model
-        assert self.decoder is not None  # set by start() before this worker runs, cleared after it ends
         started = time.perf_counter()
         try:
-            results = self.decoder.translate(model.name, texts, live[0].options, live[0].with_attention)
+            results = decoder.translate(model.name, texts, live[0].options, live[0].with_attention)
         except Exception as err:  # noqa: BLE001 - handed to each waiting request, which answers for it
             log.error("decoding failed: %s", err)
             for job in live:

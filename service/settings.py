@@ -25,7 +25,10 @@ class ServiceSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     device: Device = "auto"
-    threads: Optional[int] = Field(default=None, gt=0, description="torch CPU threads; default all cores")
+    threads: Optional[int] = Field(default=None, gt=0, description="torch CPU threads of each decoder process; "
+                                   "default the cores divided among the decoder processes")
+    decoders: int = Field(default=1, ge=1, le=64, description="decoder processes, each with its own copy of the "
+                          "models and its own batches: while one decodes, the next batch fills for another")
     precision: Optional[Precision] = Field(
         default=None, description="what decoding multiplies in, as `translate --precision`: fp32 (default), bf16 "
                                   "products (autocast), int8 dynamic quantization (CPU only)")
@@ -99,6 +102,13 @@ class ServiceSettings(BaseModel):
             raise ValueError(f"queue_sentences ({self.queue_sentences}) must be at least max_sentences "
                              f"({self.max_sentences}): a request is queued whole")
         return self
+
+    @property
+    def threads_per_decoder(self) -> Optional[int]:
+        """`threads` if set; with several decoders, the cores shared among them (torch's default takes all)."""
+        if self.threads or self.decoders == 1:
+            return self.threads
+        return max(1, (os.cpu_count() or 1) // self.decoders)
 
     @property
     def max_file_sentences(self) -> int:

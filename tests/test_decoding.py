@@ -1,6 +1,8 @@
 """Greedy and beam search, the Translator, and the translate / evaluate / score / average commands."""
 import json
+from contextlib import nullcontext
 from pathlib import Path
+from typing import ContextManager
 
 import pytest
 import sacrebleu
@@ -10,6 +12,7 @@ from seq2seq.batching import collate
 from seq2seq.config import DecodeConfig
 from seq2seq.corpus import read_lines
 from seq2seq.errors import UserError
+from seq2seq.model import fused
 from seq2seq.precision import model_for_decoding
 from seq2seq.search import beam_search, best_tokens, greedy_search, top_k
 from seq2seq.tokenizer import EOS, PAD, UNK
@@ -30,6 +33,19 @@ def sentences() -> list[str]:
 def _batch(translator: Translator, sentences: list[str]):
     ids = [translator.loaded.src_tokenizer.encode(s) for s in sentences]
     return collate(ids, [[] for _ in ids])
+
+
+@pytest.mark.parametrize("beam_size", [1, 5])
+def test_the_fused_kernels_translate_as_the_eager_path(translator, sentences, beam_size):
+    """The same translations and scores with the C++ kernels (cells, attention, top k) as without them."""
+    if fused.library() is None:
+        pytest.skip("no C++ compiler to build the fused kernels")
+    options = translator.options(beam_size=beam_size)
+    ours = translator.translate(sentences, options)
+    with fused.disabled():
+        eager = translator.translate(sentences, options)
+    assert [t.text for t in ours] == [t.text for t in eager]
+    assert [t.score for t in ours] == pytest.approx([t.score for t in eager], abs=1e-4)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.6])
@@ -294,15 +310,29 @@ def test_the_service_takes_precision_and_the_old_quantize_setting():
         settings_from({}, environ={"SEQ2SEQ_QUANTIZE": "int8", "SEQ2SEQ_PRECISION": "bf16"})
 
 
+def _kernels(kind: str) -> ContextManager:
+    """The fused C++ kernels (skipped where they cannot be built) or the eager PyTorch path."""
+    if kind == "fused" and fused.library() is None:
+        pytest.skip("no C++ compiler to build the fused kernels")
+    return nullcontext() if kind == "fused" else fused.disabled()
+
+
+@pytest.mark.parametrize("kernels", ["fused", "eager"])
 @pytest.mark.parametrize("vocab", [8000, 7931, 129, 300])
 @pytest.mark.parametrize("k", [1, 5, 12])
-def test_block_top_k_gives_torch_topk_values_in_order(vocab, k):
-    """Including a vocabulary that is not a multiple of the block, and a row restricted to one finite entry."""
+def test_block_top_k_gives_torch_topk_values_in_order(vocab, k, kernels):
+    """Including a vocabulary that is not a multiple of the block, and a row restricted to one finite entry;
+    the fused kernel's log-normaliser is torch's logsumexp."""
     torch.manual_seed(vocab + k)
-    scores = torch.randn(37, vocab)
+    scores = torch.randn(37, vocab) * 4
     scores[3] = float("-inf")
     scores[3, vocab - 1] = 0.0  # only the last entry, past the last full block, is allowed
-    values, ids = top_k(scores, k)
+    with _kernels(kernels):
+        if kernels == "fused":
+            values, ids, log_norm = fused.top_k_log_norm(scores, k)
+            torch.testing.assert_close(log_norm, scores.logsumexp(dim=1, keepdim=True))
+        else:
+            values, ids = top_k(scores, k)
     expected_values, expected_ids = scores.topk(k, dim=1)
     assert torch.equal(values, expected_values)
     assert torch.equal(scores.gather(1, ids), values)
@@ -311,9 +341,10 @@ def test_block_top_k_gives_torch_topk_values_in_order(vocab, k):
     assert ids[3, 0] == vocab - 1
 
 
+@pytest.mark.parametrize("kernels", ["fused", "eager"])
 @pytest.mark.parametrize("step, min_length, block_unk", [(0, 0, False), (0, 3, True), (2, 3, False), (4, 0, True)])
 @pytest.mark.parametrize("k", [1, 5])
-def test_best_tokens_are_the_top_k_of_the_log_softmax_under_the_rules(step, min_length, block_unk, k):
+def test_best_tokens_are_the_top_k_of_the_log_softmax_under_the_rules(step, min_length, block_unk, k, kernels):
     """The rules cut the log-probabilities of the full softmax, never renormalise them."""
     torch.manual_seed(step * 10 + k)
     logits = torch.randn(24, 300) * 4
@@ -329,7 +360,8 @@ def test_best_tokens_are_the_top_k_of_the_log_softmax_under_the_rules(step, min_
         expected[~at_limit, EOS] = float("-inf")
     expected[at_limit] = expected[at_limit].masked_fill(torch.arange(300) != EOS, float("-inf"))
     expected_values, _ = expected.topk(k, dim=1)
-    values, ids = best_tokens(logits.clone(), k, step, limits, options)
+    with _kernels(kernels):
+        values, ids = best_tokens(logits.clone(), k, step, limits, options)
     torch.testing.assert_close(values, expected_values)
     finite = values.isfinite()
     assert torch.equal(expected.gather(1, ids)[finite], expected_values[finite])

@@ -40,6 +40,17 @@ def test_mixed_precision_on_a_cpu_trains_in_bf16_like_fp32(tmp_path: Path):
     assert {tensor.dtype for tensor in saved.values()} == {torch.float32}
 
 
+@pytest.mark.parametrize("patience", ["1", "null"])
+def test_early_stopping_stops_after_its_patience_and_null_trains_the_whole_budget(tmp_path: Path, patience):
+    """A learning rate too small to change anything: validation never improves after the first one."""
+    config = load_config(REPO / "configs/tiny.yaml", [
+        *data_overrides(), "data.max_pairs=100", "data.max_valid_pairs=20", "train.lr=1e-12", "train.min_lr=1e-12",
+        "train.max_steps=8", "train.valid_every=2", "train.batch_tokens=300",
+        f"train.early_stopping.patience={patience}"])
+    record = train(config, str(tmp_path / "run"))
+    assert record["step"] == (4 if patience == "1" else 8), record
+
+
 def test_cosine_schedule_anneals_to_the_budget_and_early_stopping_waits_for_the_annealing():
     from seq2seq.config import TrainConfig
     from seq2seq.schedule import LRSchedule

@@ -1,7 +1,9 @@
 """The HTTP service: native and LibreTranslate APIs, dynamic batching under concurrency, errors, operations."""
 import asyncio
 import json
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -81,13 +83,26 @@ def test_concurrent_requests_each_get_their_own_answer(live_server, client):
 def test_a_dead_decoder_process_is_restarted(registry):
     with client_for(registry) as c:
         before = c.post("/v1/translate", json={"text": SENTENCES[0]}).json()["translations"][0]["text"]
-        decoder = c.app.state.service.batcher.decoder
+        decoder = c.app.state.service.batcher.decoders[0]
         decoder.process.kill()  # as the kernel's out-of-memory killer would
         decoder.process.join()
         response = c.post("/v1/translate", json={"text": SENTENCES[0]})
         assert response.status_code == 200, response.text
         assert response.json()["translations"][0]["text"] == before
         assert c.get("/health").status_code == 200
+
+
+def test_two_decoder_processes_share_the_queue_and_answer_each_request(registry, client):
+    expected = client.post("/v1/translate", json={"text": SENTENCES, "beam_size": 2}).json()["translations"]
+    with client_for(registry, decoders=2) as c, ThreadPoolExecutor(8) as pool:
+        decoders = c.app.state.service.batcher.decoders
+        assert len({d.process.pid for d in decoders}) == 2 and all(d.process.is_alive() for d in decoders)
+        assert c.app.state.service.settings.threads_per_decoder == max(1, (os.cpu_count() or 1) // 2)
+        post = lambda i: c.post("/v1/translate", json={"text": SENTENCES[i % len(SENTENCES)], "beam_size": 2})  # noqa: E731
+        responses = list(pool.map(post, range(24)))
+    assert [r.json()["translations"][0]["text"] for r in responses] == [
+        expected[i % len(SENTENCES)]["text"] for i in range(24)]
+    assert all(d.process is None for d in decoders)  # stopped with the service
 
 
 def test_invalid_fields_and_json_get_422(client):

@@ -1,7 +1,8 @@
 """Fused element-wise kernels of the recurrent cells and attention, forward and backward (C++ in fused_step.cpp).
 
 Each (a step of an LSTM, GRU, SRU or QRNN cell, Bahdanau's score vᵀ tanh(k + q), and the forget-gate pooling of
-an SRU or QRNN layer over a whole sequence) replaces 8 to 12 eager PyTorch kernels and their autograd nodes (for
+an SRU or QRNN layer over a whole sequence, the label-smoothed cross-entropy of the output layer's logits, and a
+decoding step's top k and log-normaliser) replaces several eager PyTorch kernels and their autograd nodes (for
 the pooling, a loop over time of them) with one call each way; the matrix products stay in PyTorch. The C++ file
 needs no torch headers: it is compiled at first use with the machine's C++ compiler (about a second, for this
 CPU: -march=native) into a per-user cache, and loaded with ctypes.
@@ -42,6 +43,9 @@ _SIGNATURES: dict[str, list[Any]] = {  # after the leading dtype code (c_int)
     "s2s_additive_score_backward": [_int] * 4 + [_ptr] * 7,
     "s2s_forget_pool_forward": [_int] * 3 + [_ptr] * 3 + [ctypes.c_int, _ptr],
     "s2s_forget_pool_backward": [_int] * 3 + [_ptr] * 4 + [ctypes.c_int] + [_ptr] * 3,
+    "s2s_smoothed_ce_forward": [_int, _int, _ptr, _ptr, _int, ctypes.c_double, _ptr, _ptr],
+    "s2s_smoothed_ce_backward": [_int, _int, _ptr, _ptr, _int, ctypes.c_double, _ptr, ctypes.c_double, _ptr],
+    "s2s_top_k_log_norm": [_int] * 3 + [_ptr] * 4,
 }
 
 
@@ -113,8 +117,9 @@ def applies(*tensors: torch.Tensor) -> bool:
             and library() is not None)
 
 
-def _call(name: str, dtype: torch.dtype, sizes: tuple[int, ...], *arguments: Optional[torch.Tensor] | int) -> None:
-    """The kernel `name` on these sizes; tensors are passed as pointers, plain ints (flags) as they are."""
+def _call(name: str, dtype: torch.dtype, sizes: tuple[int, ...],
+          *arguments: Optional[torch.Tensor] | int | float) -> None:
+    """The kernel `name` on these sizes; tensors are passed as pointers, plain numbers (flags, factors) as they are."""
     values = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in arguments]
     status = getattr(library(), name)(DTYPE_CODES[dtype], *sizes, *values)
     assert status == 0, f"{name}: unsupported dtype {dtype}"  # applies() admits only the three it knows
@@ -213,6 +218,48 @@ class ForgetPoolFunction(torch.autograd.Function):
         _call("s2s_forget_pool_backward", z.dtype, tuple(z.shape), z, f, c, lengths, int(ctx.reverse),
               dc.to(z.dtype).contiguous(), dz, df)
         return dz, df, None, None
+
+
+class SmoothedCrossEntropyFunction(torch.autograd.Function):
+    """logits (N, V), targets (N,) int64 → the summed label-smoothed cross-entropy (float32, float64 for float64
+    logits), rows whose target is `ignore_index` left out: F.cross_entropy(..., reduction="sum")'s value."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor, smoothing: float,
+                ignore_index: int) -> torch.Tensor:
+        logits, targets = logits.contiguous(), targets.to(torch.int64).contiguous()
+        (N, V), accumulator = logits.shape, _accumulator(logits.dtype)
+        losses, lse = logits.new_empty(N, dtype=accumulator), logits.new_empty(N, dtype=accumulator)
+        _call("s2s_smoothed_ce_forward", logits.dtype, (N, V), logits, targets, ignore_index, smoothing, losses, lse)
+        ctx.smoothing, ctx.ignore_index = smoothing, ignore_index
+        ctx.save_for_backward(logits, targets, lse)
+        return losses.sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        logits, targets, lse = ctx.saved_tensors
+        dlogits = torch.empty_like(logits)
+        _call("s2s_smoothed_ce_backward", logits.dtype, tuple(logits.shape), logits, targets, ctx.ignore_index,
+              ctx.smoothing, lse, float(grad), dlogits)
+        return dlogits, None, None, None
+
+
+def smoothed_cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor, smoothing: float,
+                               ignore_index: int) -> torch.Tensor:
+    """Summed label-smoothed cross-entropy of logits (N, V) against targets (N,), computed in float whatever the
+    logits' dtype (no float copy of them is made); the gradient comes back in the logits' dtype."""
+    return SmoothedCrossEntropyFunction.apply(logits, targets, smoothing, ignore_index)
+
+
+def top_k_log_norm(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each row's k best logits (best first, the lower id among equal ones), their ids and log Σ exp of the row:
+    logits (N, V) → values (N, k) and log-normaliser (N, 1), in float (float64 for float64), ids (N, k) int64."""
+    logits = logits.contiguous()
+    (N, V), accumulator = logits.shape, _accumulator(logits.dtype)
+    values, log_norm = logits.new_empty(N, k, dtype=accumulator), logits.new_empty(N, 1, dtype=accumulator)
+    ids = logits.new_empty(N, k, dtype=torch.int64)
+    _call("s2s_top_k_log_norm", logits.dtype, (N, V, k), logits, values, ids, log_norm)
+    return values, ids, log_norm
 
 
 def gated_cell(kind: str, gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

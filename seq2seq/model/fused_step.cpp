@@ -1,6 +1,8 @@
 // The element-wise parts of one decoder step, forward and backward, each in one pass over its tensors:
 // the LSTM and GRU cells' gate math and Bahdanau attention's score vᵀ tanh(k + q); and the forget-gate
-// pooling of SRU and QRNN layers over a whole sequence, the only sequential part of those recurrences.
+// pooling of SRU and QRNN layers over a whole sequence, the only sequential part of those recurrences; and the
+// label-smoothed cross-entropy over the output layer's logits, the largest element-wise work of a training step,
+// and the top k and log-normaliser of each row of a decoding step's logits.
 //
 // Plain C entry points over contiguous buffers (called through ctypes), so that this file needs no torch
 // headers and compiles in about a second at first use. Eager PyTorch runs each of these as 8-12 kernels
@@ -8,9 +10,11 @@
 // products stay in PyTorch (oneDNN/MKL), where they already run near the machine's peak.
 //
 // dtype codes: 0 float32, 1 bfloat16 (stored as uint16, computed in float), 2 float64 (for gradient checks).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 namespace {
@@ -36,6 +40,29 @@ inline float fast_tanh(float x) {
 }
 
 inline double fast_tanh(double x) { return std::tanh(x); }
+
+// Cephes' expf: 2^n · p(r) with r = x - n ln 2 in [-ln2/2, ln2/2], about 1 ulp in float. Branch-free (the
+// rounding by adding 1.5 · 2^23), so loops over it vectorise, where std::exp would be a scalar call per element.
+// x is clamped to [-87, 88]: exp(-87) ≈ 1.6e-38 stands in for anything smaller (no denormals, no zero).
+inline float fast_exp(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float round = 12582912.0f;  // 1.5 · 2^23
+  const float n = (x * 1.44269504088896341f + round) - round;
+  const float r = x - n * 0.693359375f - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (int32_t(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+inline double fast_exp(double x) { return std::exp(x); }
 
 template <typename Acc>
 inline Acc sigmoid(Acc x) { return Acc(0.5) + Acc(0.5) * fast_tanh(Acc(0.5) * x); }
@@ -400,6 +427,118 @@ void forget_pool_backward(int64_t B, int64_t Tn, int64_t H, const T* z, const T*
   }
 }
 
+// ---- Label-smoothed cross-entropy, rows of logits (N, V) against targets (N,), summed as F.cross_entropy's
+// (1 - ε) · (lse - x_t) + ε · mean_j (lse - x_j), with lse = log Σ_j exp x_j; rows whose target is `ignore`
+// count 0. The forward keeps each row's lse; the backward recomputes the softmax from it and writes
+// d logits = g · (softmax - ε / V - (1 - ε) · onehot(t)) in one pass, in the logits' dtype. Eager PyTorch makes
+// a float copy of the logits, a log-softmax and a gradient of each of them, several passes over the largest
+// tensor of the step; here a row (V elements) is read from memory once each way and stays in cache meanwhile.
+template <typename T>
+void smoothed_ce_forward(int64_t N, int64_t V, const T* logits, const int64_t* targets, int64_t ignore,
+                         double eps, typename AccOf<T>::type* loss, typename AccOf<T>::type* lse) {
+  using Acc = typename AccOf<T>::type;
+#pragma omp parallel for if (N * V > 65536)
+  for (int64_t n = 0; n < N; ++n) {
+    const T* RESTRICT x = logits + n * V;
+    const int64_t t = targets[n];
+    if (t == ignore) {
+      loss[n] = 0;
+      lse[n] = 0;
+      continue;
+    }
+    Acc top = load(x, 0), total = 0, sum_x = 0;
+#pragma omp simd reduction(max : top)
+    for (int64_t j = 0; j < V; ++j) top = std::max(top, Acc(load(x, j)));
+#pragma omp simd reduction(+ : total, sum_x)
+    for (int64_t j = 0; j < V; ++j) {
+      const Acc xj = load(x, j);
+      total += fast_exp(xj - top);
+      sum_x += xj;
+    }
+    const Acc row_lse = top + std::log(total);
+    lse[n] = row_lse;
+    loss[n] = Acc(1 - eps) * (row_lse - Acc(load(x, t))) + Acc(eps) * (row_lse - sum_x / Acc(V));
+  }
+}
+
+template <typename T>
+void smoothed_ce_backward(int64_t N, int64_t V, const T* logits, const int64_t* targets, int64_t ignore,
+                          double eps, const typename AccOf<T>::type* lse, double grad, T* dlogits) {
+  using Acc = typename AccOf<T>::type;
+  const Acc g = Acc(grad), floor = Acc(grad * eps / double(V));
+#pragma omp parallel for if (N * V > 65536)
+  for (int64_t n = 0; n < N; ++n) {
+    const T* RESTRICT x = logits + n * V;
+    T* RESTRICT d = dlogits + n * V;
+    const int64_t t = targets[n];
+    if (t == ignore) {
+      for (int64_t j = 0; j < V; ++j) store(d, j, Acc(0));
+      continue;
+    }
+    const Acc row_lse = lse[n];
+    for (int64_t j = 0; j < V; ++j) store(d, j, g * fast_exp(Acc(load(x, j)) - row_lse) - floor);
+    store(d, t, g * fast_exp(Acc(load(x, t)) - row_lse) - floor - g * Acc(1 - eps));
+  }
+}
+
+// ---- A decoding step's logits (N, V) → each row's k best (values best first, ids; among equal values the
+// lower id) and its log Σ_j exp x_j. Eager PyTorch takes six passes over the (N, V) tensor for these (block
+// maxima, subtract, exp, sum, gather, top-k); here a row is read from memory once and stays in cache for the
+// second pass. Every one of a row's k best lies in the k blocks of 128 whose maxima are highest (or in the tail
+// after the last whole block), so only those are searched for them.
+template <typename T>
+void top_k_log_norm(int64_t N, int64_t V, int64_t K, const T* logits, typename AccOf<T>::type* values,
+                    int64_t* ids, typename AccOf<T>::type* log_norm) {
+  using Acc = typename AccOf<T>::type;
+  const int64_t block = 128, blocks = V / block;
+  const Acc lowest = -std::numeric_limits<Acc>::infinity();
+#pragma omp parallel if (N * V > 65536)
+  {
+    std::vector<Acc> block_max(blocks);
+    std::vector<int64_t> order(blocks);
+#pragma omp for
+    for (int64_t n = 0; n < N; ++n) {
+      const T* RESTRICT x = logits + n * V;
+      Acc top = lowest;
+      for (int64_t b = 0; b < blocks; ++b) {
+        Acc m = lowest;
+#pragma omp simd reduction(max : m)
+        for (int64_t j = b * block; j < (b + 1) * block; ++j) m = std::max(m, Acc(load(x, j)));
+        block_max[b] = m;
+        top = std::max(top, m);
+      }
+      for (int64_t j = blocks * block; j < V; ++j) top = std::max(top, Acc(load(x, j)));
+      Acc total = 0;
+#pragma omp simd reduction(+ : total)
+      for (int64_t j = 0; j < V; ++j) total += fast_exp(Acc(load(x, j)) - top);
+      log_norm[n] = top + std::log(total);
+
+      Acc* best = values + n * K;
+      int64_t* best_ids = ids + n * K;
+      for (int64_t i = 0; i < K; ++i) { best[i] = lowest; best_ids[i] = 0; }
+      auto offer = [&](int64_t j) {  // insertion into the sorted k best; ids arrive in increasing order
+        const Acc v = load(x, j);
+        if (!(v > best[K - 1])) return;
+        int64_t i = K - 1;
+        for (; i > 0 && v > best[i - 1]; --i) { best[i] = best[i - 1]; best_ids[i] = best_ids[i - 1]; }
+        best[i] = v;
+        best_ids[i] = j;
+      };
+      int64_t searched = blocks;
+      for (int64_t b = 0; b < blocks; ++b) order[b] = b;
+      if (blocks > K) {
+        std::nth_element(order.begin(), order.begin() + K, order.end(),
+                         [&](int64_t a, int64_t b) { return block_max[a] > block_max[b]; });
+        std::sort(order.begin(), order.begin() + K);
+        searched = K;
+      }
+      for (int64_t i = 0; i < searched; ++i)
+        for (int64_t j = order[i] * block; j < (order[i] + 1) * block; ++j) offer(j);
+      for (int64_t j = blocks * block; j < V; ++j) offer(j);
+    }
+  }
+}
+
 }  // namespace
 
 #define DISPATCH(dtype, CALL)                                     \
@@ -464,6 +603,26 @@ int s2s_forget_pool_backward(int dtype, int64_t B, int64_t Tn, int64_t H, const 
                              void* df) {
   DISPATCH(dtype, forget_pool_backward<T>(B, Tn, H, (const T*)z, (const T*)f, (const T*)c, lengths, reverse,
                                           (const T*)dc, (T*)dz, (T*)df))
+}
+
+// loss and lse (N,) are float for float32 and bfloat16, double for float64.
+int s2s_smoothed_ce_forward(int dtype, int64_t N, int64_t V, const void* logits, const int64_t* targets,
+                            int64_t ignore, double eps, void* loss, void* lse) {
+  DISPATCH(dtype, (smoothed_ce_forward<T>(N, V, (const T*)logits, targets, ignore, eps,
+                                          (typename AccOf<T>::type*)loss, (typename AccOf<T>::type*)lse)))
+}
+
+int s2s_smoothed_ce_backward(int dtype, int64_t N, int64_t V, const void* logits, const int64_t* targets,
+                             int64_t ignore, double eps, const void* lse, double grad, void* dlogits) {
+  DISPATCH(dtype, (smoothed_ce_backward<T>(N, V, (const T*)logits, targets, ignore, eps,
+                                           (const typename AccOf<T>::type*)lse, grad, (T*)dlogits)))
+}
+
+// values and log_norm are float for float32 and bfloat16, double for float64.
+int s2s_top_k_log_norm(int dtype, int64_t N, int64_t V, int64_t K, const void* logits, void* values, int64_t* ids,
+                       void* log_norm) {
+  DISPATCH(dtype, (top_k_log_norm<T>(N, V, K, (const T*)logits, (typename AccOf<T>::type*)values, ids,
+                                     (typename AccOf<T>::type*)log_norm)))
 }
 
 }  // extern "C"
