@@ -108,6 +108,6 @@ def test_cells_and_fused_benchmarks_measure_every_cell_and_both_paths(tiny_run, 
     baseline = cells["lstm"]["step_tgt_tokens_per_s"]  # each cell's ratio is against the LSTM of the same run
     assert all(r["step_speed_vs_lstm"] == round(r["step_tgt_tokens_per_s"] / baseline, 3) for r in cells.values())
     paths = training(checkpoint, None, rounds=1)
-    assert list(paths) == ["decoder loop forward+backward", "training step"]
+    assert list(paths) == ["decoder loop forward+backward", "output layer and loss forward+backward", "training step"]
     assert all({"fused_s", "eager_s", "speedup"} <= set(paths[part]) for part in paths)
     assert {"fused_tgt_tokens_per_s", "eager_tgt_tokens_per_s"} <= set(paths["training step"])
