@@ -38,11 +38,17 @@ def _rate(report) -> float:
 
 def test_64_clients_short(server, greedy):
     one = run_load(server, greedy, clients=1, seconds=3, max_requests=500, beam_size=1)  # the baseline, this run
+    batches_before, requests_before = _batches_and_requests(server.url)
     report = run_load(server, greedy, clients=64, seconds=6, max_requests=5000, beam_size=1)
+    batches_after, requests_after = _batches_and_requests(server.url)
+    batches, requests = batches_after - batches_before, requests_after - requests_before
     _assert_clean(one)
     _assert_clean(report)
-    # Dynamic batching: 64 concurrent clients are served at least as fast as one client after another.
-    assert _rate(report) >= _rate(one), (one.summary(), report.summary())
+    print(f"{requests:.0f} requests in {batches:.0f} decoder batches; one client: {_rate(one):.1f}/s")
+    # Dynamic batching: concurrent requests share decoder batches. (Not their rate against one client's: with a
+    # tiny model on 2 cores, HTTP and the clients' own work are most of a request: 64 clients ran at 0.95-1.2x one
+    # client's rate, on an AVX2 host, at this commit and before it.)
+    assert requests / batches >= 2, (batches, requests, report.summary())  # 4.9 seen; 1 without batching
     assert report.memory_growth_mb() < 50, report.summary()
 
 
@@ -54,11 +60,19 @@ def test_64_clients_two_minutes(server, greedy):
     assert report.memory_growth_mb() < 30, report.summary()
 
 
-def _queue_sentences(url: str) -> float:
+def _metric(url: str, name: str) -> float:
     for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
-        if line.startswith("seq2seq_queue_sentences "):
+        if line.startswith(name + " "):
             return float(line.split()[-1])
-    raise AssertionError("no seq2seq_queue_sentences in /metrics")
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def _queue_sentences(url: str) -> float:
+    return _metric(url, "seq2seq_queue_sentences")
+
+
+def _batches_and_requests(url: str) -> tuple[float, float]:
+    return _metric(url, "seq2seq_batch_requests_count"), _metric(url, "seq2seq_batch_requests_sum")
 
 
 def _probe(url: str, body: dict, stop: threading.Event, health: list, translations: list) -> None:
