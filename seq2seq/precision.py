@@ -11,6 +11,7 @@ bfloat16 inputs (the output layer's weight is cast once, in `Decoder.output_laye
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from contextlib import nullcontext
 from typing import ContextManager, Optional, TypeVar, get_args
@@ -22,6 +23,7 @@ from seq2seq.config import ReducedPrecision
 from seq2seq.errors import UserError
 
 
+@functools.lru_cache(maxsize=None)  # asked on every encoder forward under autocast; the hardware does not change
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` multiplies bfloat16 natively (a CUDA GPU that supports it, or a CPU with AVX-512 BF16 / AMX)."""
     if device.type == "cuda":
